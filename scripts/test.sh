@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the test dependencies into .venv, make sure PostgreSQL is reachable, then lint,
+# type-check, check the workflows and run the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+scripts/postgres.sh
+
+echo "== ruff"
+.venv/bin/ruff check src tests
+echo "== mypy (strict, src/)"
+.venv/bin/mypy
+echo "== pytest"
+status=0
+.venv/bin/pytest "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests" >&2
+  exit 1
+fi
+exit "$status"

@@ -1,0 +1,1 @@
+"""The database layer: the only place that holds SQL (schema, migrations, reads, writes, locks)."""

@@ -1,0 +1,106 @@
+"""Connections: the URL of an environment's database, engines, and library errors made safe to print."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from flagops.errors import DatabaseError, LockTimeoutError, UsageError
+from flagops.load import Environment
+
+
+def resolve_url(environment: Environment, config_dir: Path, environ: Mapping[str, str]) -> URL:
+    """The SQLAlchemy URL of an environment's database (driver chosen, SQLite paths made absolute)."""
+    database = environment.spec.database
+    if database.url_env is not None:
+        raw = environ.get(database.url_env, "")
+        if not raw:
+            raise UsageError(
+                f"{environment.path}: database.url_env names {database.url_env}, which is not set;"
+                f" export the database URL of environment {environment.name} in it"
+            )
+        source = f"${database.url_env}"
+    else:
+        raw = database.url or ""
+        source = f"database.url of {environment.path}"
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise UsageError(f"{source} is not a database URL") from None
+    backend = url.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        path = url.database or ""
+        if path and path != ":memory:" and not Path(path).is_absolute():
+            url = url.set(database=str(config_dir / path))
+        return url
+    raise UsageError(f"{source}: unsupported database {backend!r} (use postgresql or sqlite)")
+
+
+def redact(url: URL) -> str:
+    """The URL as it may be printed: never with its password."""
+    return url.render_as_string(hide_password=True)
+
+
+def open_engine(url: URL, *, application_name: str, immediate: bool = False,
+                timeout: float = 5.0) -> sa.Engine:
+    """An engine without a pool (one command, one connection).
+
+    On SQLite, transactions begin with BEGIN (or BEGIN IMMEDIATE when `immediate`, taking the
+    write lock up front, waiting up to `timeout` seconds) instead of the driver's implicit one.
+    """
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, poolclass=NullPool, connect_args={"timeout": timeout})
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: sa.Connection) -> None:
+            connection.exec_driver_sql(begin)
+
+        return engine
+    return sa.create_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={"application_name": application_name[:63], "connect_timeout": 10},
+    )
+
+
+def _scrub(message: str, url: URL) -> str:
+    if url.password:
+        message = message.replace(str(url.password), "***")
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", message)
+
+
+@contextlib.contextmanager
+def translated(url: URL, action: str) -> Iterator[None]:
+    """Turn driver and SQLAlchemy errors into one-line DatabaseErrors that hold no password."""
+    try:
+        yield
+    except DBAPIError as exc:
+        original = str(exc.orig) if exc.orig is not None else str(exc)
+        first = " ".join(line.strip() for line in original.strip().splitlines()[:3])
+        if url.get_backend_name() == "sqlite" and "database is locked" in original:
+            raise LockTimeoutError(
+                f"{action}: the SQLite database {redact(url)} is locked by another writer"
+            ) from None
+        raise DatabaseError(f"{action}: {_scrub(first, url)} ({redact(url)})") from None
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"{action}: {_scrub(str(exc).splitlines()[0], url)}") from None

@@ -1,0 +1,44 @@
+"""Schema versions: upgrade with the package's Alembic migrations, and check a database is current."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from flagops.errors import SchemaError
+
+VERSION_TABLE = "flagops_schema_version"
+HEAD = "0001"
+"""The newest migration; a test keeps it equal to Alembic's head."""
+
+
+def current_revision(connection: sa.Connection) -> str | None:
+    """The schema version of the database, None when flagops never initialised it."""
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return None
+    row = connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").first()
+    return None if row is None else str(row[0])
+
+
+def require_current(connection: sa.Connection, environment: str) -> None:
+    """Raise SchemaError, naming `flags init`, unless the schema is at HEAD."""
+    revision = current_revision(connection)
+    if revision == HEAD:
+        return
+    state = "has no flagops schema" if revision is None else f"has schema version {revision}"
+    raise SchemaError(
+        f"the database of environment {environment} {state} (this flagops needs {HEAD});"
+        f" run: flags init --env {environment}"
+    )
+
+
+def upgrade(connection: sa.Connection) -> tuple[str | None, str]:
+    """Upgrade the schema to HEAD inside the caller's transaction: (version before, version after)."""
+    from alembic import command
+    from alembic.config import Config
+
+    before = current_revision(connection)
+    config = Config()
+    config.set_main_option("script_location", "flagops.db:migrations")
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+    return before, HEAD

@@ -1,0 +1,131 @@
+"""The four managed tables; completes tables of the product flagops replaces when they exist.
+
+Revision ID: 0001
+Revises:
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+OrgId = sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql")
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _timestamps() -> list[sa.Column[object]]:
+    return [
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+    ]
+
+
+def _create_or_complete(name: str, columns: list[sa.Column[object]], *extra: object) -> bool:
+    """Create the table, or add the columns it lacks when an older product already made it.
+
+    Returns True when the table was created.
+    """
+    inspector = sa.inspect(op.get_bind())
+    if not inspector.has_table(name):
+        op.create_table(name, *columns, *extra)
+        return True
+    present = {column["name"] for column in inspector.get_columns(name)}
+    for column in columns:
+        if column.name not in present:
+            column.primary_key = False
+            op.add_column(name, column)
+    return False
+
+
+def upgrade() -> None:
+    _create_or_complete(
+        "feature_flags",
+        [
+            sa.Column("flag_key", sa.Text, primary_key=True),
+            sa.Column("name", sa.Text, nullable=False, server_default=""),
+            sa.Column("description", sa.Text, nullable=False, server_default=""),
+            sa.Column("owner", sa.Text),
+            sa.Column("enabled_globally", sa.Boolean, nullable=False, server_default=sa.false()),
+            sa.Column("rollout_percentage", sa.Numeric(5, 2), nullable=False, server_default="0"),
+            sa.Column("killed", sa.Boolean, nullable=False, server_default=sa.false()),
+            sa.Column("expires_on", sa.Date),
+            sa.Column("protected", sa.Boolean, nullable=False, server_default=sa.false()),
+            *_timestamps(),
+        ],
+        sa.CheckConstraint(
+            "rollout_percentage >= 0 AND rollout_percentage <= 100",
+            name="feature_flags_rollout_percentage_range",
+        ),
+    )
+    if _create_or_complete(
+        "org_feature_flags",
+        [
+            sa.Column("org_id", OrgId, primary_key=True),
+            sa.Column("flag_key", sa.Text, sa.ForeignKey("feature_flags.flag_key"),
+                      primary_key=True),
+            sa.Column("enabled", sa.Boolean, nullable=False),
+            *_timestamps(),
+        ],
+    ):
+        op.create_index("ix_org_feature_flags_flag_key", "org_feature_flags", ["flag_key"])
+    if _create_or_complete(
+        "feature_flag_audit_log",
+        [
+            sa.Column("id", BigId, primary_key=True, autoincrement=True),
+            sa.Column("apply_id", sa.String(36)),
+            sa.Column("environment", sa.Text, nullable=False, server_default=""),
+            sa.Column("subject", sa.Text, nullable=False, server_default="flag"),
+            sa.Column("flag_key", sa.Text, nullable=False),
+            sa.Column("org_id", OrgId),
+            sa.Column("action", sa.Text, nullable=False),
+            sa.Column("old_value", Json),
+            sa.Column("new_value", Json),
+            sa.Column("actor", sa.Text, nullable=False, server_default="unknown"),
+            sa.Column("source", sa.Text, nullable=False, server_default="out-of-band"),
+            sa.Column("git_commit", sa.Text),
+            sa.Column("reason", sa.Text),
+            sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False,
+                      server_default=sa.func.now()),
+        ],
+        sa.CheckConstraint("subject IN ('flag', 'org_override')", name="audit_subject"),
+        sa.CheckConstraint("action IN ('create', 'update', 'delete')", name="audit_action"),
+        sa.CheckConstraint("source IN ('apply', 'out-of-band', 'kill')", name="audit_source"),
+    ):
+        op.create_index("ix_audit_flag_key", "feature_flag_audit_log", ["flag_key", "changed_at"])
+        op.create_index("ix_audit_org_id", "feature_flag_audit_log", ["org_id", "changed_at"])
+        op.create_index("ix_audit_apply_id", "feature_flag_audit_log", ["apply_id"])
+    op.create_table(
+        "feature_flag_applies",
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        sa.Column("apply_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("environment", sa.Text, nullable=False),
+        sa.Column("plan_id", sa.Text),
+        sa.Column("state_hash_before", sa.Text, nullable=False),
+        sa.Column("state_hash_after", sa.Text, nullable=False),
+        sa.Column("git_commit", sa.Text),
+        sa.Column("actor", sa.Text, nullable=False),
+        sa.Column("targets", Json),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("added", sa.Integer, nullable=False),
+        sa.Column("changed", sa.Integer, nullable=False),
+        sa.Column("destroyed", sa.Integer, nullable=False),
+        sa.Column("snapshot", sa.LargeBinary, nullable=False),
+    )
+    op.create_index("ix_applies_environment", "feature_flag_applies", ["environment", "id"])
+
+
+def downgrade() -> None:
+    op.drop_table("feature_flag_applies")
+    op.drop_table("feature_flag_audit_log")
+    op.drop_table("org_feature_flags")
+    op.drop_table("feature_flags")

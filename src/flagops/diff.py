@@ -1,0 +1,101 @@
+"""Compare states: desired against actual gives changes; actual against last applied gives drift."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from flagops.plan import Action, Change, Drift, Subject
+from flagops.state import FLAG_FIELDS, FlagRow, OverrideKey, State, flag_dict, plain
+
+
+def _changed_fields(old: FlagRow, new: FlagRow) -> tuple[dict[str, Any], dict[str, Any]]:
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for name, a, b in zip(FLAG_FIELDS, old, new, strict=True):
+        if a != b:
+            before[name] = plain(name, a)
+            after[name] = plain(name, b)
+    return before, after
+
+
+def diff_flags(desired: Mapping[str, FlagRow], actual: Mapping[str, FlagRow]) -> Iterator[Change]:
+    """Creates, updates and deletes of flags, in key order."""
+    for key in sorted(desired.keys() | actual.keys()):
+        new = desired.get(key)
+        old = actual.get(key)
+        if old is None and new is not None:
+            yield Change(Subject.FLAG, Action.CREATE, key, None, None, flag_dict(new))
+        elif new is None and old is not None:
+            yield Change(Subject.FLAG, Action.DELETE, key, None, flag_dict(old), None)
+        elif old is not None and new is not None and old != new:
+            before, after = _changed_fields(old, new)
+            yield Change(Subject.FLAG, Action.UPDATE, key, None, before, after)
+
+
+def diff_overrides(
+    desired: Mapping[OverrideKey, bool], actual: Mapping[OverrideKey, bool]
+) -> Iterator[Change]:
+    """Creates, updates and deletes of org overrides, by flag then org."""
+    changed = desired.items() - actual.items()
+    removed = actual.keys() - desired.keys()
+    keys = sorted({key for key, _ in changed} | removed)
+    for flag_key, org_id in keys:
+        key = (flag_key, org_id)
+        new = desired.get(key)
+        old = actual.get(key)
+        if new is None:
+            yield Change(Subject.OVERRIDE, Action.DELETE, flag_key, org_id, {"enabled": old}, None)
+        elif old is None:
+            yield Change(Subject.OVERRIDE, Action.CREATE, flag_key, org_id, None, {"enabled": new})
+        else:
+            yield Change(
+                Subject.OVERRIDE, Action.UPDATE, flag_key, org_id, {"enabled": old}, {"enabled": new}
+            )
+
+
+def diff(desired: State, actual: State) -> tuple[Change, ...]:
+    """Every change that turns `actual` into `desired`: flags first, then overrides."""
+    return (*diff_flags(desired.flags, actual.flags), *diff_overrides(desired.overrides, actual.overrides))
+
+
+def _values(row: FlagRow | bool | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    if isinstance(row, bool):
+        return {"enabled": row}
+    return flag_dict(row)
+
+
+def find_drift(desired: State, actual: State, last_applied: State | None) -> tuple[list[Drift], int]:
+    """Rows changed outside flags since the last apply: (those the plan would overwrite, adopted count).
+
+    Without a last apply there is no baseline, hence no drift. A drifted row whose actual value
+    already equals the desired one is adopted: it needs no change and is only counted.
+    """
+    if last_applied is None:
+        return [], 0
+    found: list[Drift] = []
+    adopted = 0
+    flag_keys = {k for k in actual.flags.keys() | last_applied.flags.keys()
+                 if actual.flags.get(k) != last_applied.flags.get(k)}
+    for key in sorted(flag_keys):
+        now = actual.flags.get(key)
+        if desired.flags.get(key) == now:
+            adopted += 1
+            continue
+        found.append(Drift(
+            Subject.FLAG, key, None, _values(last_applied.flags.get(key)), _values(now)
+        ))
+    changed = actual.overrides.items() ^ last_applied.overrides.items()
+    for flag_key, org_id in sorted({key for key, _ in changed}):
+        key = (flag_key, org_id)
+        now_value = actual.overrides.get(key)
+        if desired.overrides.get(key) == now_value:
+            adopted += 1
+            continue
+        found.append(Drift(
+            Subject.OVERRIDE, flag_key, org_id,
+            _values(last_applied.overrides.get(key)), _values(now_value),
+        ))
+    return found, adopted

@@ -1,0 +1,278 @@
+"""Load the configuration: file contents in, a validated `Config` out, or every problem found."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from flagops import yamlfile
+from flagops.errors import ConfigError, Problem
+from flagops.model import (
+    ENV_NAME_PATTERN,
+    FLAG_KEY_PATTERN,
+    EnvironmentFile,
+    FlagDefinition,
+    FlagsFile,
+)
+
+FLAGS_DIR = "flags"
+ENVIRONMENTS_DIR = "environments"
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """One environment: its name, the file it came from and its validated content."""
+
+    name: str
+    path: str
+    spec: EnvironmentFile
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole validated repository: flag definitions (and where each is) and environments."""
+
+    flags: Mapping[str, FlagDefinition]
+    flag_paths: Mapping[str, str]
+    environments: Mapping[str, Environment]
+    config_hash: str
+
+    def environment(self, name: str) -> Environment:
+        """The environment called `name`; KeyError when there is none."""
+        return self.environments[name]
+
+
+# A request to locate a problem: document path, whether to point at the key, and the message.
+_Pending = tuple[tuple[Any, ...], bool, str]
+
+
+class _FileProblems:
+    """Problems of one file, positioned in one pass over its text when the load is done."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.text = text
+        self.pending: list[_Pending] = []
+        self.placed: list[Problem] = []
+
+    def at(self, position: yamlfile.Position, message: str) -> None:
+        self.placed.append(Problem(self.path, position.line, position.column, message))
+
+    def add(self, doc_path: Sequence[Any], message: str, *, key: bool = False) -> None:
+        self.pending.append((tuple(doc_path), key, message))
+
+    def resolve(self) -> list[Problem]:
+        if self.pending:
+            requests = [(doc_path, key) for doc_path, key, _ in self.pending]
+            positions = yamlfile.locate(self.text, requests)
+            for (_, _, message), pos in zip(self.pending, positions, strict=True):
+                self.placed.append(Problem(self.path, pos.line, pos.column, message))
+        return self.placed
+
+
+def _kind_of(path: str) -> str | None:
+    folder, _, name = path.partition("/")
+    if "/" in name or not name.endswith(YAML_SUFFIXES):
+        return None
+    if folder == FLAGS_DIR:
+        return "flags"
+    if folder == ENVIRONMENTS_DIR:
+        return "environment"
+    return None
+
+
+def _decode(path: str, raw: bytes, problems: _FileProblems) -> str | None:
+    if b"\x00" in raw:
+        problems.at(yamlfile.Position(1, 1), "not a text file (it contains NUL bytes)")
+        return None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        problems.at(yamlfile.Position(line, 1), "not UTF-8 text")
+        return None
+
+
+def _type_name(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "nothing (null)"
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _dotted(doc_path: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in doc_path)
+
+
+def _message(
+    error: Mapping[str, Any], doc_path: Sequence[Any], *, is_env: bool
+) -> tuple[str, bool]:
+    """The message for one pydantic error and whether it points at the key rather than the value."""
+    kind = error["type"]
+    value = error.get("input")
+    field = _dotted(doc_path)
+    if kind == "extra_forbidden":
+        message = f"unknown field {str(doc_path[-1])!r}"
+        if is_env and len(doc_path) == 3 and doc_path[0] == "flags":
+            message += " (only enabled, rollout_percentage and killed may vary per environment)"
+        return message, True
+    if kind == "missing":
+        return f"missing required field {str(doc_path[-1])!r}", True
+    if kind == "bool_type":
+        return f"{field}: expected true or false, got {_describe(value)}", False
+    if kind == "string_type":
+        return f"{field}: expected a string, got {_describe(value)}", False
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"{field or 'document'}: expected a mapping, got {_type_name(value)}", False
+    if kind in ("date_type", "date_from_datetime_inexact", "date_parsing"):
+        return f"{field}: expected a date (YYYY-MM-DD), got {_describe(value)}", False
+    if kind == "list_type":
+        return f"{field}: expected a list, got {_type_name(value)}", False
+    text = str(error["msg"]).removeprefix("Value error, ")
+    return (f"{field}: {text}" if field else text), False
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict | list) or value is None:
+        return _type_name(value)
+    return f"{type(value).__name__} {value!r}"
+
+
+def _key_message(doc_path: Sequence[Any], key: Any) -> str:
+    if doc_path and doc_path[0] == "orgs" and len(doc_path) == 1:
+        return f"org id {key!r} is not a UUID (lowercase, hyphenated: 6f1d2c1e-8a0b-4c55-...)"
+    return f"flag key {key!r} must match {FLAG_KEY_PATTERN}"
+
+
+def _validate(
+    model: type[BaseModel], data: Any, problems: _FileProblems, *, is_env: bool
+) -> Any:
+    if not isinstance(data, dict):
+        expected = "database, flags and orgs keys" if is_env else "a 'flags' key"
+        problems.at(
+            yamlfile.Position(1, 1), f"expected a mapping with {expected}, got {_type_name(data)}"
+        )
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            loc = list(error["loc"])
+            if loc and loc[-1] == "[key]":
+                doc_path = loc[:-1]
+                problems.add(doc_path, _key_message(doc_path[:-1], doc_path[-1]), key=True)
+                continue
+            message, key = _message(error, loc, is_env=is_env)
+            problems.add(loc[:-1] if error["type"] == "missing" else loc, message, key=key)
+        return None
+
+
+def config_hash(sources: Mapping[str, bytes]) -> str:
+    """A digest of the configuration files (path and content), in a stable order."""
+    digest = hashlib.sha256()
+    for path in sorted(sources):
+        if _kind_of(path) is not None:
+            digest.update(path.encode() + b"\0" + sources[path] + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def load_config(sources: Mapping[str, bytes]) -> Config:
+    """Validate a repository given as {relative path: content}; raise ConfigError on any problem.
+
+    Paths outside flags/ and environments/ are ignored. Nothing is returned unless every file
+    and every cross-file reference is valid, so invalid config never goes further.
+    """
+    files: list[_FileProblems] = []
+    flags: dict[str, FlagDefinition] = {}
+    flag_paths: dict[str, str] = {}
+    environments: dict[str, Environment] = {}
+    flags_ok = True
+    env_files: list[tuple[str, _FileProblems, EnvironmentFile]] = []
+    kinds = {path: _kind_of(path) for path in sources}
+
+    if not any(kind == "flags" for kind in kinds.values()):
+        files.append(_FileProblems(f"{FLAGS_DIR}/", ""))
+        files[-1].at(yamlfile.Position(1, 1), "no flag files found (expected flags/*.yaml)")
+
+    for path in sorted(sources, key=lambda p: (kinds[p] != "flags", p)):
+        kind = kinds[path]
+        if kind is None:
+            continue
+        problems = _FileProblems(path, "")
+        files.append(problems)
+        text = _decode(path, sources[path], problems)
+        if text is None:
+            flags_ok = flags_ok and kind != "flags"
+            continue
+        problems.text = text
+        loaded = yamlfile.load(text)
+        for position, message in loaded.problems:
+            problems.at(position, message)
+        if loaded.problems:
+            flags_ok = flags_ok and kind != "flags"
+        if loaded.data is None and loaded.problems:
+            continue
+        if kind == "flags":
+            parsed = _validate(FlagsFile, loaded.data, problems, is_env=False)
+            if parsed is None:
+                flags_ok = False
+                continue
+            for key, definition in parsed.flags.items():
+                if key in flags:
+                    problems.add(
+                        ["flags", key], f"flag {key!r} is already defined in {flag_paths[key]}",
+                        key=True,
+                    )
+                    continue
+                flags[key] = definition
+                flag_paths[key] = path
+        else:
+            name = path.partition("/")[2].rsplit(".", 1)[0]
+            if re.fullmatch(ENV_NAME_PATTERN, name) is None:
+                problems.at(
+                    yamlfile.Position(1, 1),
+                    f"environment name {name!r} (from the file name) must match {ENV_NAME_PATTERN}",
+                )
+            env = _validate(EnvironmentFile, loaded.data, problems, is_env=True)
+            if env is None:
+                continue
+            if name in environments or any(n == name for n, _, _ in env_files):
+                problems.at(yamlfile.Position(1, 1), f"environment {name!r} is defined twice")
+                continue
+            env_files.append((name, problems, env))
+
+    names = {name for name, _, _ in env_files}
+    for name, problems, env in env_files:
+        if flags_ok:
+            for key in env.flags:
+                if key not in flags:
+                    problems.add(["flags", key], f"flag {key!r} is not defined in flags/", key=True)
+            for org_id, overrides in env.orgs.items():
+                for key in overrides:
+                    if key not in flags:
+                        problems.add(
+                            ["orgs", org_id, key],
+                            f"org {org_id} overrides flag {key!r}, which is not defined in flags/",
+                            key=True,
+                        )
+        if env.promote_from is not None and (
+            env.promote_from == name or env.promote_from not in names
+        ):
+            problems.add(
+                ["promote_from"],
+                f"promote_from: {env.promote_from!r} is not another environment",
+            )
+        environments[name] = Environment(name, problems.path, env)
+
+    found = [problem for file in files for problem in file.resolve()]
+    if found:
+        raise ConfigError(found)
+    return Config(flags, flag_paths, environments, config_hash(sources))

@@ -1,0 +1,158 @@
+"""The plan: frozen values describing what an apply will do to one environment, and why not."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from flagops.state import State
+
+FORMAT_VERSION = "1.0"
+
+
+class Action(StrEnum):
+    """What a change does to its row."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class Subject(StrEnum):
+    """The kind of row a change or drift entry is about."""
+
+    FLAG = "flag"
+    OVERRIDE = "org_override"
+
+
+def address(subject: str, flag_key: str, org_id: str | None) -> str:
+    """The stable name of a row: `flag.<key>` or `override.<org_id>.<key>`."""
+    return f"flag.{flag_key}" if subject == Subject.FLAG else f"override.{org_id}.{flag_key}"
+
+
+class Change(NamedTuple):
+    """One row to create, update or delete.
+
+    Rules: a create has `before` None and `after` holding every field; a delete has `before`
+    holding every field and `after` None; an update holds in `before` and `after` only the fields
+    that differ, with their old and new values. Values are JSON-ready (numbers, strings, bools,
+    ISO dates). An org override's only field is `enabled`; its `org_id` is set, a flag's is None.
+    """
+
+    subject: Subject
+    action: Action
+    flag_key: str
+    org_id: str | None
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+
+    @property
+    def address(self) -> str:
+        return address(self.subject, self.flag_key, self.org_id)
+
+
+class Drift(NamedTuple):
+    """A row whose database value differs from what the last apply left: changed outside flags.
+
+    `last_applied` / `actual` are the row's fields (None when the row did not / does not exist);
+    `changed_by` and `changed_at` come from the audit log when it knows. Only drift that the plan
+    would overwrite is listed; drift the configuration already agrees with is counted as adopted.
+    """
+
+    subject: Subject
+    flag_key: str
+    org_id: str | None
+    last_applied: Mapping[str, Any] | None
+    actual: Mapping[str, Any] | None
+    changed_by: str | None = None
+    changed_at: str | None = None
+    source: str | None = None
+
+    @property
+    def address(self) -> str:
+        return address(self.subject, self.flag_key, self.org_id)
+
+
+class Blocked(NamedTuple):
+    """A change that a guard refuses, with the reason and how to lift it."""
+
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one apply will do to one environment, as reviewed."""
+
+    environment: str
+    plan_id: str
+    created_at: str
+    git_commit: str | None
+    config_hash: str
+    state_hash: str
+    changes: tuple[Change, ...]
+    drift: tuple[Drift, ...] = ()
+    blocked: tuple[Blocked, ...] = ()
+    targets: tuple[str, ...] | None = None
+    adopted: int = 0
+    format_version: str = field(default=FORMAT_VERSION)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        """Counts as Terraform states them: add, change, destroy."""
+        counts = Counter(change.action for change in self.changes)
+        return {
+            "add": counts[Action.CREATE],
+            "change": counts[Action.UPDATE],
+            "destroy": counts[Action.DELETE],
+        }
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+
+def guard(
+    changes: Sequence[Change],
+    drift: Iterable[Drift],
+    actual: State,
+    *,
+    allow_delete: bool,
+    overwrite_drift: bool,
+    environment_file: str,
+) -> tuple[Blocked, ...]:
+    """The changes that the guards refuse, given the apply's options.
+
+    - a flag whose database row is protected is never deleted;
+    - deletes need --allow-delete or `allow_delete: true` in the environment file;
+    - a change to a row that drifted needs --overwrite-drift.
+    """
+    blocked: list[Blocked] = []
+    drifted: Mapping[str, Drift] = {} if overwrite_drift else {d.address: d for d in drift}
+    delete_hint = f"pass --allow-delete or set allow_delete: true in {environment_file}"
+    for change in changes:
+        if change.action == Action.DELETE:
+            row = actual.flags.get(change.flag_key)
+            if change.subject == Subject.FLAG and row is not None and row.protected:
+                blocked.append(Blocked(
+                    change.address,
+                    "flag is protected in the database; restore its YAML, apply it with"
+                    " protected: false, then delete it",
+                ))
+                continue
+            if not allow_delete:
+                blocked.append(Blocked(change.address, f"would be deleted; {delete_hint}"))
+                continue
+        seen = drifted.get(change.address)
+        if seen is not None:
+            who = f" by {seen.changed_by}" if seen.changed_by else ""
+            when = f" at {seen.changed_at}" if seen.changed_at else ""
+            blocked.append(Blocked(
+                change.address,
+                f"changed outside flags{who}{when}; pass --overwrite-drift to replace it,"
+                " or run flags import to keep it",
+            ))
+    return tuple(blocked)

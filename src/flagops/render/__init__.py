@@ -1,0 +1,1 @@
+"""Renderers: one plan object shown as text, JSON or markdown (pure functions, strings out)."""

@@ -1,0 +1,66 @@
+"""Pieces every plan rendering shares: value formatting, change symbols, grouping, the summary line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import groupby
+from typing import Any
+
+from flagops.plan import Action, Change, Plan, Subject
+
+SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-"}
+
+
+def value(v: Any) -> str:
+    """A field value as shown to people: JSON-like (strings quoted, null, true/false)."""
+    return json.dumps(v, ensure_ascii=False)
+
+
+def field_changes(change: Change) -> list[tuple[str, str]]:
+    """(field, shown value) pairs of a change: `old -> new` for updates, the value otherwise."""
+    if change.action == Action.UPDATE:
+        before: Mapping[str, Any] = change.before or {}
+        after: Mapping[str, Any] = change.after or {}
+        return [(k, f"{value(before.get(k))} -> {value(after[k])}") for k in after]
+    values = change.after if change.action == Action.CREATE else change.before
+    return [(k, value(v)) for k, v in (values or {}).items() if v is not None]
+
+
+def summary_line(plan: Plan) -> str:
+    """`Plan: A to add, C to change, D to destroy.` or the no-changes sentence."""
+    if not plan.changes:
+        return f"No changes. Environment {plan.environment} matches the configuration."
+    s = plan.summary
+    return f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."
+
+
+def flag_changes(plan: Plan) -> list[Change]:
+    """The plan's changes to flags themselves."""
+    return [c for c in plan.changes if c.subject == Subject.FLAG]
+
+
+def override_groups(changes: Iterable[Change]) -> Iterator[tuple[str, list[Change]]]:
+    """Org override changes grouped per flag key (changes are ordered by flag, then org)."""
+    overrides = (c for c in changes if c.subject == Subject.OVERRIDE)
+    for key, group in groupby(overrides, key=lambda c: c.flag_key):
+        yield key, list(group)
+
+
+def counts(changes: Iterable[Change]) -> str:
+    """`3 to add, 1 to change` for a group of changes, zero counts left out."""
+    tally = {Action.CREATE: 0, Action.UPDATE: 0, Action.DELETE: 0}
+    for c in changes:
+        tally[c.action] += 1
+    words = {Action.CREATE: "to add", Action.UPDATE: "to change", Action.DELETE: "to destroy"}
+    return ", ".join(f"{n} {words[a]}" for a, n in tally.items() if n)
+
+
+def drift_detail(actual: Mapping[str, Any] | None, last: Mapping[str, Any] | None) -> str:
+    """What changed outside flags, as `field: last -> actual` (or created / deleted)."""
+    if last is None:
+        return "created outside flags"
+    if actual is None:
+        return "deleted outside flags"
+    parts = [f"{k}: {value(last.get(k))} -> {value(v)}" for k, v in actual.items() if last.get(k) != v]
+    return ", ".join(parts)

@@ -1,0 +1,161 @@
+"""Safe YAML loading with libyaml: duplicate keys and alias bombs refused, positions found on demand."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+# Aliases may be used, but the document they describe may not expand past this many nodes
+# (a "billion laughs" document is tiny on disk and endless once walked).
+MAX_EXPANDED_NODES = 2_000_000
+MERGE_TAG = "tag:yaml.org,2002:merge"
+BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A 1-based line and column in a file."""
+
+    line: int
+    column: int
+
+
+@dataclass(slots=True)
+class Loaded:
+    """A parsed document and the problems found while parsing it, each as (position, message)."""
+
+    data: Any
+    problems: list[tuple[Position, str]] = field(default_factory=list)
+
+
+def _position(mark: Any) -> Position:
+    return Position(mark.line + 1, mark.column + 1)
+
+
+class _Loader(yaml.CSafeLoader):  # type: ignore[misc]
+    """libyaml's safe loader that records duplicate mapping keys instead of keeping the last one."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[Position, str]] = []
+        self.aliased = False
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node in self.constructed_objects:
+            self.aliased = True
+        return super().construct_object(node, deep=deep)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
+                continue
+            ident = (key_node.tag, key_node.value)
+            if ident in seen:
+                self.duplicates.append(
+                    (_position(key_node.start_mark), f"duplicate key {key_node.value!r}")
+                )
+            seen.add(ident)
+        result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return result
+
+
+# YAML 1.2 booleans only: `yes`, `no`, `on` and `off` stay strings, so validation rejects them
+# instead of silently reading them as true or false.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != BOOL_TAG]
+    for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _expanded_size(data: Any, limit: int) -> int:
+    """Count the nodes of `data` as a consumer walking it would see them, stopping past `limit`."""
+    memo: dict[int, int] = {}
+
+    def size(obj: Any) -> int:
+        if isinstance(obj, dict | list):
+            known = memo.get(id(obj))
+            if known is not None:
+                return known
+            children = obj.items() if isinstance(obj, dict) else ((None, v) for v in obj)
+            total = 1
+            for _, child in children:
+                total += size(child)
+                if total > limit:
+                    break
+            memo[id(obj)] = total
+            return total
+        return 1
+
+    return size(data)
+
+
+def load(text: str) -> Loaded:
+    """Parse one YAML document; syntax errors become problems instead of exceptions."""
+    loader = _Loader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        position = _position(mark) if mark is not None else Position(1, 1)
+        message = " ".join(filter(None, [exc.context, exc.problem]))
+        return Loaded(None, [(position, f"invalid YAML: {message}")])
+    except yaml.YAMLError as exc:
+        return Loaded(None, [(Position(1, 1), f"invalid YAML: {exc}")])
+    except RecursionError:
+        return Loaded(None, [(Position(1, 1), "invalid YAML: nested too deeply")])
+    finally:
+        loader.dispose()
+    loaded = Loaded(data, list(loader.duplicates))
+    if loader.aliased and _expanded_size(data, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
+        return Loaded(
+            None,
+            [(Position(1, 1), f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values")],
+        )
+    return loaded
+
+
+def locate(text: str, requests: Sequence[tuple[Sequence[Any], bool]]) -> list[Position]:
+    """Positions of the nodes at the given paths (mapping keys / list indexes) in `text`.
+
+    Each request is (path, key): with `key`, the position of the path's last mapping key rather
+    than of its value. A path is followed as far as the document goes and the deepest position
+    found is returned. Parses the text once; only called when reporting problems.
+    """
+    try:
+        root = yaml.compose(text, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError:
+        root = None
+    if root is None:
+        return [Position(1, 1) for _ in requests]
+    return [_walk(root, path, key) for path, key in requests]
+
+
+def _walk(node: yaml.Node, path: Sequence[Any], key: bool) -> Position:
+    found = _position(node.start_mark)
+    for index, part in enumerate(path):
+        last = index == len(path) - 1
+        if isinstance(node, yaml.MappingNode):
+            match = None
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
+                    match = (key_node, value_node)
+            if match is None:
+                return found
+            key_node, node = match
+            found = _position(key_node.start_mark if (key and last) else node.start_mark)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if not 0 <= part < len(node.value):
+                return found
+            node = node.value[part]
+            found = _position(node.start_mark)
+        else:
+            return found
+    return found
