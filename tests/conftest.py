@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh Postgres database per test, SQLite files, example repositories and a CLI runner."""
+"""Shared fixtures: a fresh Postgres database per test, SQLite files, throwaway repositories, a CLI runner."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ from click.testing import CliRunner
 
 from flagops.cli import cli
 
-ADMIN_URL = os.environ.get(
-    "FLAGS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+ADMIN_URL = os.environ.get("FLAGS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -77,13 +75,15 @@ class Repo:
         target.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
         return target
 
-    def flags(self, *args: str, input: str | None = None,
-              env: Mapping[str, str] | None = None) -> Result:
+    def flags(self, *args: str, input: str | None = None, env: Mapping[str, str] | None = None) -> Result:
         """Run `flags --config-dir <repo> ARGS...` in-process and capture its outcome."""
         runner = CliRunner()
         result = runner.invoke(
-            cli, ["--config-dir", str(self.path), "--no-color", *args],
-            input=input, env={**self.env, **(env or {})}, catch_exceptions=False,
+            cli,
+            ["--config-dir", str(self.path), "--no-color", *args],
+            input=input,
+            env={**self.env, **(env or {})},
+            catch_exceptions=False,
         )
         return Result(result.exit_code, result.stdout, result.stderr)
 

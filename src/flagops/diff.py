@@ -77,25 +77,32 @@ def find_drift(desired: State, actual: State, last_applied: State | None) -> tup
         return [], 0
     found: list[Drift] = []
     adopted = 0
-    flag_keys = {k for k in actual.flags.keys() | last_applied.flags.keys()
-                 if actual.flags.get(k) != last_applied.flags.get(k)}
-    for key in sorted(flag_keys):
-        now = actual.flags.get(key)
-        if desired.flags.get(key) == now:
+    flag_keys = {
+        k
+        for k in actual.flags.keys() | last_applied.flags.keys()
+        if actual.flags.get(k) != last_applied.flags.get(k)
+    }
+    for flag_key in sorted(flag_keys):
+        now = actual.flags.get(flag_key)
+        if desired.flags.get(flag_key) == now:
             adopted += 1
             continue
-        found.append(Drift(
-            Subject.FLAG, key, None, _values(last_applied.flags.get(key)), _values(now)
-        ))
+        last = last_applied.flags.get(flag_key)
+        found.append(Drift(Subject.FLAG, flag_key, None, _values(last), _values(now)))
     changed = actual.overrides.items() ^ last_applied.overrides.items()
-    for flag_key, org_id in sorted({key for key, _ in changed}):
-        key = (flag_key, org_id)
+    for key in sorted({override for override, _ in changed}):
+        flag_key, org_id = key
         now_value = actual.overrides.get(key)
         if desired.overrides.get(key) == now_value:
             adopted += 1
             continue
-        found.append(Drift(
-            Subject.OVERRIDE, flag_key, org_id,
-            _values(last_applied.overrides.get(key)), _values(now_value),
-        ))
+        found.append(
+            Drift(
+                Subject.OVERRIDE,
+                flag_key,
+                org_id,
+                _values(last_applied.overrides.get(key)),
+                _values(now_value),
+            )
+        )
     return found, adopted

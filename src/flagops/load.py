@@ -110,9 +110,7 @@ def _dotted(doc_path: Sequence[Any]) -> str:
     return ".".join(str(p) for p in doc_path)
 
 
-def _message(
-    error: Mapping[str, Any], doc_path: Sequence[Any], *, is_env: bool
-) -> tuple[str, bool]:
+def _message(error: Mapping[str, Any], doc_path: Sequence[Any], *, is_env: bool) -> tuple[str, bool]:
     """The message for one pydantic error and whether it points at the key rather than the value."""
     kind = error["type"]
     value = error.get("input")
@@ -152,14 +150,10 @@ def _key_message(doc_path: Sequence[Any], key: Any) -> str:
     return f"flag key {key!r} must match {FLAG_KEY_PATTERN}"
 
 
-def _validate(
-    model: type[BaseModel], data: Any, problems: _FileProblems, *, is_env: bool
-) -> Any:
+def _validate(model: type[BaseModel], data: Any, problems: _FileProblems, *, is_env: bool) -> Any:
     if not isinstance(data, dict):
         expected = "database, flags and orgs keys" if is_env else "a 'flags' key"
-        problems.at(
-            yamlfile.Position(1, 1), f"expected a mapping with {expected}, got {_type_name(data)}"
-        )
+        problems.at(yamlfile.Position(1, 1), f"expected a mapping with {expected}, got {_type_name(data)}")
         return None
     try:
         return model.model_validate(data)
@@ -228,7 +222,8 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
             for key, definition in parsed.flags.items():
                 if key in flags:
                     problems.add(
-                        ["flags", key], f"flag {key!r} is already defined in {flag_paths[key]}",
+                        ["flags", key],
+                        f"flag {key!r} is already defined in {flag_paths[key]}",
                         key=True,
                     )
                     continue
@@ -263,9 +258,7 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
                             f"org {org_id} overrides flag {key!r}, which is not defined in flags/",
                             key=True,
                         )
-        if env.promote_from is not None and (
-            env.promote_from == name or env.promote_from not in names
-        ):
+        if env.promote_from is not None and (env.promote_from == name or env.promote_from not in names):
             problems.add(
                 ["promote_from"],
                 f"promote_from: {env.promote_from!r} is not another environment",

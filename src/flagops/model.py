@@ -134,9 +134,7 @@ class DatabaseConfig(BaseModel):
 class EnvironmentFile(BaseModel):
     """An environments/<name>.yaml file: database, per-environment values and org overrides."""
 
-    model_config = ConfigDict(
-        extra="forbid", strict=True, frozen=True, title="flagops environment file"
-    )
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, title="flagops environment file")
 
     database: DatabaseConfig
     allow_delete: StrictBool = False

@@ -137,11 +137,13 @@ def guard(
         if change.action == Action.DELETE:
             row = actual.flags.get(change.flag_key)
             if change.subject == Subject.FLAG and row is not None and row.protected:
-                blocked.append(Blocked(
-                    change.address,
-                    "flag is protected in the database; restore its YAML, apply it with"
-                    " protected: false, then delete it",
-                ))
+                blocked.append(
+                    Blocked(
+                        change.address,
+                        "flag is protected in the database; restore its YAML, apply it with"
+                        " protected: false, then delete it",
+                    )
+                )
                 continue
             if not allow_delete:
                 blocked.append(Blocked(change.address, f"would be deleted; {delete_hint}"))
@@ -150,9 +152,11 @@ def guard(
         if seen is not None:
             who = f" by {seen.changed_by}" if seen.changed_by else ""
             when = f" at {seen.changed_at}" if seen.changed_at else ""
-            blocked.append(Blocked(
-                change.address,
-                f"changed outside flags{who}{when}; pass --overwrite-drift to replace it,"
-                " or run flags import to keep it",
-            ))
+            blocked.append(
+                Blocked(
+                    change.address,
+                    f"changed outside flags{who}{when}; pass --overwrite-drift to replace it,"
+                    " or run flags import to keep it",
+                )
+            )
     return tuple(blocked)

@@ -79,17 +79,25 @@ def from_dict(data: Any, source: str) -> Plan:
     try:
         changes = tuple(
             Change(
-                Subject(c["subject"]), Action(c["action"]), str(c["flag_key"]),
+                Subject(c["subject"]),
+                Action(c["action"]),
+                str(c["flag_key"]),
                 None if c["org_id"] is None else str(c["org_id"]),
-                _mapping(c["before"]), _mapping(c["after"]),
+                _mapping(c["before"]),
+                _mapping(c["after"]),
             )
             for c in data["changes"]
         )
         drift = tuple(
             Drift(
-                Subject(d["subject"]), str(d["flag_key"]), d["org_id"],
-                _mapping(d["last_applied"]), _mapping(d["actual"]),
-                d.get("changed_by"), d.get("changed_at"), d.get("source"),
+                Subject(d["subject"]),
+                str(d["flag_key"]),
+                d["org_id"],
+                _mapping(d["last_applied"]),
+                _mapping(d["actual"]),
+                d.get("changed_by"),
+                d.get("changed_at"),
+                d.get("source"),
             )
             for d in data["drift"]
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import os
 import socket
 import subprocess
 from collections.abc import Mapping
@@ -31,7 +30,10 @@ def git_commit(config_dir: Path, environ: Mapping[str, str]) -> str | None:
         try:
             done = subprocess.run(
                 ["git", "-C", str(config_dir), *args],
-                capture_output=True, text=True, timeout=10, check=False,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired):
             return None

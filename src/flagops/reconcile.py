@@ -73,15 +73,17 @@ def make_plan(
             check_targets(targets, desired, actual)
         scope = list(targets) if targets else None
         last_state = restrict(last.snapshot, scope) if last else None
-        drift, adopted = find_drift(
-            restrict(desired, scope), restrict(actual, scope), last_state
-        )
+        drift, adopted = find_drift(restrict(desired, scope), restrict(actual, scope), last_state)
         if last is not None:
             drift = read.with_provenance(conn, drift, last.finished_at)
     changes = diff(restrict(desired, scope), restrict(actual, scope))
     blocked = guard(
-        changes, drift, actual,
-        allow_delete=env.spec.allow_delete, overwrite_drift=False, environment_file=env.path,
+        changes,
+        drift,
+        actual,
+        allow_delete=env.spec.allow_delete,
+        overwrite_drift=False,
+        environment_file=env.path,
     )
     return Plan(
         environment=env.name,
@@ -139,9 +141,7 @@ def apply_plan(
     """
     env = database.environment
     if plan.environment != env.name:
-        raise UsageError(
-            f"the plan is for environment {plan.environment}, not {env.name}"
-        )
+        raise UsageError(f"the plan is for environment {plan.environment}, not {env.name}")
     started = dt.datetime.now(dt.UTC)
     with translated(database.url, f"applying to environment {env.name}"), database.engine.begin() as conn:
         lock.acquire(conn, env.name, lock_timeout)
@@ -154,7 +154,9 @@ def apply_plan(
                 f" ({plan.created_at}); nothing was written. Run flags plan again."
             )
         blocked = guard(
-            plan.changes, plan.drift, actual,
+            plan.changes,
+            plan.drift,
+            actual,
             allow_delete=allow_delete or env.spec.allow_delete,
             overwrite_drift=overwrite_drift,
             environment_file=env.path,
@@ -166,8 +168,10 @@ def apply_plan(
         after = apply_changes(actual, plan.changes)
         base = last.snapshot if last is not None else actual
         snapshot = merge(base, restrict(after, scope), scope)
-        if not plan.changes and last is not None and restrict(last.snapshot, scope) == restrict(
-            actual, scope
+        if (
+            not plan.changes
+            and last is not None
+            and restrict(last.snapshot, scope) == restrict(actual, scope)
         ):
             return ApplyResult(None, plan.summary, 0)
         record = write.ApplyRecord(
@@ -182,7 +186,8 @@ def apply_plan(
         write.mark_apply(conn, record.apply_id)
         write.write_changes(conn, plan.changes, actual, record)
         write.record_apply(
-            conn, record,
+            conn,
+            record,
             hash_before=before_hash,
             hash_after=state_hash(after),
             summary=plan.summary,

@@ -1,4 +1,4 @@
-"""The state of one environment as plain values: desired (from YAML), actual or last applied (from the database)."""
+"""The state of one environment as plain values: desired (YAML), actual or last applied (database)."""
 
 from __future__ import annotations
 
@@ -54,9 +54,7 @@ def desired_state(config: Config, environment: str) -> State:
             enabled = enabled if values.enabled is None else values.enabled
             rollout = rollout if values.rollout_percentage is None else values.rollout_percentage
             killed = killed if values.killed is None else values.killed
-        flags[key] = FlagRow(
-            d.name, d.description, d.owner, enabled, rollout, killed, d.expires, d.protected
-        )
+        flags[key] = FlagRow(d.name, d.description, d.owner, enabled, rollout, killed, d.expires, d.protected)
     overrides = {
         (flag_key, org_id): enabled
         for org_id, org_flags in spec.orgs.items()
@@ -134,8 +132,10 @@ def _encode(state: State) -> dict[str, Any]:
     for (flag_key, org_id), enabled in state.overrides.items():
         (on if enabled else off).setdefault(flag_key, []).append(org_id)
     return {
-        "flags": {k: [plain(f, v) for f, v in zip(FLAG_FIELDS, row, strict=True)]
-                  for k, row in sorted(state.flags.items())},
+        "flags": {
+            k: [plain(f, v) for f, v in zip(FLAG_FIELDS, row, strict=True)]
+            for k, row in sorted(state.flags.items())
+        },
         "on": {k: sorted(v) for k, v in sorted(on.items())},
         "off": {k: sorted(v) for k, v in sorted(off.items())},
     }

@@ -36,7 +36,7 @@ def _position(mark: Any) -> Position:
     return Position(mark.line + 1, mark.column + 1)
 
 
-class _Loader(yaml.CSafeLoader):  # type: ignore[misc]
+class _Loader(yaml.CSafeLoader):
     """libyaml's safe loader that records duplicate mapping keys instead of keeping the last one."""
 
     def __init__(self, stream: str) -> None:
@@ -56,9 +56,7 @@ class _Loader(yaml.CSafeLoader):  # type: ignore[misc]
                 continue
             ident = (key_node.tag, key_node.value)
             if ident in seen:
-                self.duplicates.append(
-                    (_position(key_node.start_mark), f"duplicate key {key_node.value!r}")
-                )
+                self.duplicates.append((_position(key_node.start_mark), f"duplicate key {key_node.value!r}"))
             seen.add(ident)
         result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return result
@@ -70,9 +68,7 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != BOOL_TAG]
     for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver(
-    BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+_Loader.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def _expanded_size(data: Any, limit: int) -> int:

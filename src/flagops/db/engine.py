@@ -52,8 +52,9 @@ def redact(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def open_engine(url: URL, *, application_name: str, immediate: bool = False,
-                timeout: float = 5.0) -> sa.Engine:
+def open_engine(
+    url: URL, *, application_name: str, immediate: bool = False, timeout: float = 5.0
+) -> sa.Engine:
     """An engine without a pool (one command, one connection).
 
     On SQLite, transactions begin with BEGIN (or BEGIN IMMEDIATE when `immediate`, taking the

@@ -40,16 +40,28 @@ def read_state(connection: sa.Connection) -> State:
     flags: dict[str, FlagRow] = {}
     columns = feature_flags.c
     query = sa.select(
-        columns.flag_key, columns.name, columns.description, columns.owner,
-        columns.enabled_globally, columns.rollout_percentage, columns.killed,
-        columns.expires_on, columns.protected,
+        columns.flag_key,
+        columns.name,
+        columns.description,
+        columns.owner,
+        columns.enabled_globally,
+        columns.rollout_percentage,
+        columns.killed,
+        columns.expires_on,
+        columns.protected,
     )
-    for key, name, description, owner, enabled, rollout, killed, expires, protected in (
-        connection.execute(query)
+    for key, name, description, owner, enabled, rollout, killed, expires, protected in connection.execute(
+        query
     ):
         flags[key] = FlagRow(
-            name or "", description or "", owner, bool(enabled), _percentage(rollout),
-            bool(killed), _date(expires), bool(protected),
+            name or "",
+            description or "",
+            owner,
+            bool(enabled),
+            _percentage(rollout),
+            bool(killed),
+            _date(expires),
+            bool(protected),
         )
     org_id = "org_id::text" if connection.dialect.name == "postgresql" else "org_id"
     cursor = connection.connection.cursor()
@@ -75,9 +87,7 @@ def read_last_apply(connection: sa.Connection, environment: str) -> LastApply | 
     return LastApply(row.apply_id, row.finished_at, decode_snapshot(row.snapshot))
 
 
-def with_provenance(
-    connection: sa.Connection, drift: Iterable[Drift], since: dt.datetime
-) -> list[Drift]:
+def with_provenance(connection: sa.Connection, drift: Iterable[Drift], since: dt.datetime) -> list[Drift]:
     """`drift` with who changed each row and when, from the newest audit row not written by apply."""
     entries = list(drift)
     if not entries:
@@ -85,8 +95,13 @@ def with_provenance(
     wanted = {(d.flag_key, d.org_id) for d in entries}
     newest: dict[tuple[str, str | None], tuple[str, str, str]] = {}
     query = (
-        sa.select(audit_log.c.flag_key, audit_log.c.org_id, audit_log.c.actor,
-                  audit_log.c.changed_at, audit_log.c.source)
+        sa.select(
+            audit_log.c.flag_key,
+            audit_log.c.org_id,
+            audit_log.c.actor,
+            audit_log.c.changed_at,
+            audit_log.c.source,
+        )
         .where(audit_log.c.source != "apply", audit_log.c.changed_at >= since)
         .order_by(audit_log.c.id)
     )

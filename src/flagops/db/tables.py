@@ -1,4 +1,4 @@
-"""The managed tables as SQLAlchemy Core objects, shared by reads and writes (migrations keep their own copy)."""
+"""The managed tables as SQLAlchemy Core objects for reads and writes (migrations keep their own copy)."""
 
 from __future__ import annotations
 
@@ -36,9 +36,7 @@ org_feature_flags = sa.Table(
     "org_feature_flags",
     metadata,
     sa.Column("org_id", OrgId, primary_key=True),
-    sa.Column(
-        "flag_key", sa.Text, sa.ForeignKey("feature_flags.flag_key"), primary_key=True
-    ),
+    sa.Column("flag_key", sa.Text, sa.ForeignKey("feature_flags.flag_key"), primary_key=True),
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", Timestamp, nullable=False, server_default=sa.func.now()),

@@ -1,4 +1,4 @@
-"""Write an apply: changes set-based (COPY into temp tables on Postgres, executemany on SQLite), audit rows, the apply row."""
+"""Write an apply set-based (COPY + set statements on Postgres, executemany on SQLite), with its audit."""
 
 from __future__ import annotations
 
@@ -32,9 +32,7 @@ class ApplyRecord:
 def mark_apply(connection: sa.Connection, apply_id: str) -> None:
     """Tag the transaction as an apply, so the out-of-band audit triggers leave its writes alone."""
     if connection.dialect.name == "postgresql":
-        connection.execute(
-            sa.select(sa.func.set_config("flagops.apply_id", apply_id, True))
-        )
+        connection.execute(sa.select(sa.func.set_config("flagops.apply_id", apply_id, True)))
 
 
 def _flag_rows(changes: Iterable[Change], actual: State) -> list[tuple[str, str, FlagRow]]:
@@ -58,19 +56,45 @@ def _json(value: Mapping[str, Any] | None) -> str | None:
 def _audit_rows(changes: Iterable[Change], record: ApplyRecord) -> Iterable[tuple[Any, ...]]:
     for c in changes:
         yield (
-            record.apply_id, record.environment, c.subject.value, c.flag_key, c.org_id,
-            c.action.value, _json(c.before), _json(c.after), record.actor, "apply",
-            record.git_commit, record.started_at,
+            record.apply_id,
+            record.environment,
+            c.subject.value,
+            c.flag_key,
+            c.org_id,
+            c.action.value,
+            _json(c.before),
+            _json(c.after),
+            record.actor,
+            "apply",
+            record.git_commit,
+            record.started_at,
         )
 
 
 _AUDIT_COLUMNS = (
-    "apply_id", "environment", "subject", "flag_key", "org_id", "action", "old_value",
-    "new_value", "actor", "source", "git_commit", "changed_at",
+    "apply_id",
+    "environment",
+    "subject",
+    "flag_key",
+    "org_id",
+    "action",
+    "old_value",
+    "new_value",
+    "actor",
+    "source",
+    "git_commit",
+    "changed_at",
 )
 _FLAG_COLUMNS = (
-    "flag_key", "name", "description", "owner", "enabled_globally", "rollout_percentage",
-    "killed", "expires_on", "protected",
+    "flag_key",
+    "name",
+    "description",
+    "owner",
+    "enabled_globally",
+    "rollout_percentage",
+    "killed",
+    "expires_on",
+    "protected",
 )
 
 
@@ -97,8 +121,7 @@ def _write_postgres(
 ) -> None:
     flag_rows = _flag_rows(changes, actual)
     overrides = [c for c in changes if c.subject == Subject.OVERRIDE]
-    flag_deletes = [c.flag_key for c in changes
-                    if c.subject == Subject.FLAG and c.action == Action.DELETE]
+    flag_deletes = [c.flag_key for c in changes if c.subject == Subject.FLAG and c.action == Action.DELETE]
     count = {a: sum(1 for c in overrides if c.action == a) for a in Action}
     run = connection.exec_driver_sql
     raw = connection.connection.driver_connection
@@ -129,37 +152,62 @@ def _write_postgres(
                 copy.write_row((action, key, *row))
             for key in flag_deletes:
                 copy.write_row(("delete", key, *([None] * 8)))
-    _check(run(
-        "DELETE FROM org_feature_flags o USING flagops_override_changes c"
-        " WHERE c.action = 'delete' AND o.org_id = c.org_id AND o.flag_key = c.flag_key"
-    ), count[Action.DELETE], "deleting org overrides")
-    _check(run(
-        "DELETE FROM feature_flags f USING flagops_flag_changes c"
-        " WHERE c.action = 'delete' AND f.flag_key = c.flag_key"
-    ), len(flag_deletes), "deleting flags")
+    _check(
+        run(
+            "DELETE FROM org_feature_flags o USING flagops_override_changes c"
+            " WHERE c.action = 'delete' AND o.org_id = c.org_id AND o.flag_key = c.flag_key"
+        ),
+        count[Action.DELETE],
+        "deleting org overrides",
+    )
+    _check(
+        run(
+            "DELETE FROM feature_flags f USING flagops_flag_changes c"
+            " WHERE c.action = 'delete' AND f.flag_key = c.flag_key"
+        ),
+        len(flag_deletes),
+        "deleting flags",
+    )
     updated_flags = sum(1 for action, _, _ in flag_rows if action == "update")
-    _check(run(
-        "UPDATE feature_flags f SET "
-        + ", ".join(f"{col} = c.{col}" for col in _FLAG_COLUMNS[1:])
-        + ", updated_at = now() FROM flagops_flag_changes c"
-        " WHERE c.action = 'update' AND f.flag_key = c.flag_key"
-    ), updated_flags, "updating flags")
-    _check(run(
-        f"INSERT INTO feature_flags ({', '.join(_FLAG_COLUMNS)})"
-        f" SELECT {', '.join(_FLAG_COLUMNS)} FROM flagops_flag_changes WHERE action = 'create'"
-    ), len(flag_rows) - updated_flags, "creating flags")
-    _check(run(
-        "UPDATE org_feature_flags o SET enabled = c.enabled, updated_at = now()"
-        " FROM flagops_override_changes c"
-        " WHERE c.action = 'update' AND o.org_id = c.org_id AND o.flag_key = c.flag_key"
-    ), count[Action.UPDATE], "updating org overrides")
-    _check(run(
-        "INSERT INTO org_feature_flags (org_id, flag_key, enabled)"
-        " SELECT org_id, flag_key, enabled FROM flagops_override_changes WHERE action = 'create'"
-    ), count[Action.CREATE], "creating org overrides")
-    with raw.cursor() as cursor, cursor.copy(
-        f"COPY feature_flag_audit_log ({', '.join(_AUDIT_COLUMNS)}) FROM STDIN"
-    ) as copy:
+    _check(
+        run(
+            "UPDATE feature_flags f SET "
+            + ", ".join(f"{col} = c.{col}" for col in _FLAG_COLUMNS[1:])
+            + ", updated_at = now() FROM flagops_flag_changes c"
+            " WHERE c.action = 'update' AND f.flag_key = c.flag_key"
+        ),
+        updated_flags,
+        "updating flags",
+    )
+    _check(
+        run(
+            f"INSERT INTO feature_flags ({', '.join(_FLAG_COLUMNS)})"
+            f" SELECT {', '.join(_FLAG_COLUMNS)} FROM flagops_flag_changes WHERE action = 'create'"
+        ),
+        len(flag_rows) - updated_flags,
+        "creating flags",
+    )
+    _check(
+        run(
+            "UPDATE org_feature_flags o SET enabled = c.enabled, updated_at = now()"
+            " FROM flagops_override_changes c"
+            " WHERE c.action = 'update' AND o.org_id = c.org_id AND o.flag_key = c.flag_key"
+        ),
+        count[Action.UPDATE],
+        "updating org overrides",
+    )
+    _check(
+        run(
+            "INSERT INTO org_feature_flags (org_id, flag_key, enabled)"
+            " SELECT org_id, flag_key, enabled FROM flagops_override_changes WHERE action = 'create'"
+        ),
+        count[Action.CREATE],
+        "creating org overrides",
+    )
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY feature_flag_audit_log ({', '.join(_AUDIT_COLUMNS)}) FROM STDIN") as copy,
+    ):
         for audit_row in _audit_rows(changes, record):
             copy.write_row(audit_row)
 
@@ -183,37 +231,46 @@ def _write_portable(
     now = record.started_at
     steps: list[tuple[sa.Executable, list[dict[str, Any]]]] = [
         (org_feature_flags.delete().where(match), params(Subject.OVERRIDE, Action.DELETE)),
-        (feature_flags.delete().where(ff.flag_key == sa.bindparam("k")),
-         params(Subject.FLAG, Action.DELETE)),
+        (feature_flags.delete().where(ff.flag_key == sa.bindparam("k")), params(Subject.FLAG, Action.DELETE)),
     ]
     flag_rows = _flag_rows(changes, actual)
     for action in ("update", "create"):
-        rows = [dict(zip(_FLAG_COLUMNS, (key, *row), strict=True))
-                for a, key, row in flag_rows if a == action]
+        rows = [
+            dict(zip(_FLAG_COLUMNS, (key, *row), strict=True)) for a, key, row in flag_rows if a == action
+        ]
         if action == "update":
             statement: sa.Executable = (
                 feature_flags.update()
                 .where(ff.flag_key == sa.bindparam("p_flag_key"))
-                .values({
-                    **{col: sa.bindparam(f"p_{col}") for col in _FLAG_COLUMNS[1:]},
-                    "updated_at": now,
-                })
+                .values(
+                    {
+                        **{col: sa.bindparam(f"p_{col}") for col in _FLAG_COLUMNS[1:]},
+                        "updated_at": now,
+                    }
+                )
             )
             rows = [{f"p_{col}": v for col, v in row.items()} for row in rows]
         else:
             statement = feature_flags.insert().values(created_at=now, updated_at=now)
         steps.append((statement, rows))
-    steps.append((
-        org_feature_flags.update().where(match).values(enabled=sa.bindparam("e"), updated_at=now),
-        params(Subject.OVERRIDE, Action.UPDATE),
-    ))
-    steps.append((
-        org_feature_flags.insert().values(
-            org_id=sa.bindparam("o"), flag_key=sa.bindparam("k"), enabled=sa.bindparam("e"),
-            created_at=now, updated_at=now,
-        ),
-        params(Subject.OVERRIDE, Action.CREATE),
-    ))
+    steps.append(
+        (
+            org_feature_flags.update().where(match).values(enabled=sa.bindparam("e"), updated_at=now),
+            params(Subject.OVERRIDE, Action.UPDATE),
+        )
+    )
+    steps.append(
+        (
+            org_feature_flags.insert().values(
+                org_id=sa.bindparam("o"),
+                flag_key=sa.bindparam("k"),
+                enabled=sa.bindparam("e"),
+                created_at=now,
+                updated_at=now,
+            ),
+            params(Subject.OVERRIDE, Action.CREATE),
+        )
+    )
     for statement, rows in steps:
         if rows:
             connection.execute(statement, rows)

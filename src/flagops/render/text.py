@@ -66,10 +66,14 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
 def _section(out: list[str], plan: Plan, style: Callable[..., str]) -> None:
     if plan.drift:
         out.append("")
-        out.append(style(
-            f"Drift: {len(plan.drift)} row(s) changed outside flags since the last apply;"
-            " this plan would overwrite them:", "magenta", bold=True,
-        ))
+        out.append(
+            style(
+                f"Drift: {len(plan.drift)} row(s) changed outside flags since the last apply;"
+                " this plan would overwrite them:",
+                "magenta",
+                bold=True,
+            )
+        )
         for d in plan.drift[:DRIFT_SHOWN]:
             who = f" by {d.changed_by}" if d.changed_by else ""
             when = f" at {d.changed_at}" if d.changed_at else ""
@@ -80,9 +84,9 @@ def _section(out: list[str], plan: Plan, style: Callable[..., str]) -> None:
             out.append(f"    ... and {len(plan.drift) - DRIFT_SHOWN} more")
     if plan.blocked:
         out.append("")
-        out.append(style(
-            f"Blocked: {len(plan.blocked)} change(s) that apply refuses (exit 5):", "red", bold=True
-        ))
+        out.append(
+            style(f"Blocked: {len(plan.blocked)} change(s) that apply refuses (exit 5):", "red", bold=True)
+        )
         for b in plan.blocked[:BLOCKED_SHOWN]:
             out.append(f"  x {b.address}: {b.reason}")
         if len(plan.blocked) > BLOCKED_SHOWN:

@@ -6,6 +6,8 @@ Revises:
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -22,14 +24,12 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 def _timestamps() -> list[sa.Column[object]]:
     return [
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     ]
 
 
-def _create_or_complete(name: str, columns: list[sa.Column[object]], *extra: object) -> bool:
+def _create_or_complete(name: str, columns: list[sa.Column[object]], *extra: Any) -> bool:
     """Create the table, or add the columns it lacks when an older product already made it.
 
     Returns True when the table was created.
@@ -70,8 +70,7 @@ def upgrade() -> None:
         "org_feature_flags",
         [
             sa.Column("org_id", OrgId, primary_key=True),
-            sa.Column("flag_key", sa.Text, sa.ForeignKey("feature_flags.flag_key"),
-                      primary_key=True),
+            sa.Column("flag_key", sa.Text, sa.ForeignKey("feature_flags.flag_key"), primary_key=True),
             sa.Column("enabled", sa.Boolean, nullable=False),
             *_timestamps(),
         ],
@@ -93,8 +92,7 @@ def upgrade() -> None:
             sa.Column("source", sa.Text, nullable=False, server_default="out-of-band"),
             sa.Column("git_commit", sa.Text),
             sa.Column("reason", sa.Text),
-            sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False,
-                      server_default=sa.func.now()),
+            sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         ],
         sa.CheckConstraint("subject IN ('flag', 'org_override')", name="audit_subject"),
         sa.CheckConstraint("action IN ('create', 'update', 'delete')", name="audit_action"),

@@ -1,0 +1,164 @@
+"""The `flags` command group, its shared context and error handling: the only place that exits."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from flagops.errors import FlagopsError
+
+if TYPE_CHECKING:
+    from flagops.load import Config
+    from flagops.reconcile import Database
+
+
+@dataclass
+class Context:
+    """Global options shared by every command."""
+
+    config_dir: Path
+    color: bool
+    actor_option: str | None
+
+    def load(self) -> Config:
+        from flagops.load import load_config
+        from flagops.sources import read_sources
+
+        return load_config(read_sources(self.config_dir))
+
+    @property
+    def actor(self) -> str:
+        from flagops.provenance import actor
+
+        return actor(self.actor_option, os.environ)
+
+    def git_commit(self) -> str | None:
+        from flagops.provenance import git_commit
+
+        return git_commit(self.config_dir, os.environ)
+
+    def connect(
+        self,
+        config: Config,
+        environment: str,
+        command: str,
+        *,
+        write: bool = False,
+        lock_timeout: float = 0.0,
+    ) -> Database:
+        from flagops.reconcile import connect
+
+        return connect(
+            config,
+            environment,
+            config_dir=self.config_dir,
+            environ=os.environ,
+            application_name=f"flags {command} ({self.actor})",
+            write=write,
+            lock_timeout=lock_timeout,
+        )
+
+
+def context() -> Context:
+    """The global options of the running command."""
+    return click.get_current_context().find_object(Context)  # type: ignore[return-value]
+
+
+def out(text: str) -> None:
+    """Print to stdout without adding a newline to text that has one."""
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+def err(text: str) -> None:
+    """Print one line to stderr."""
+    click.echo(text, err=True)
+
+
+class FlagsGroup(click.Group):
+    """The command group, running each command so that every failure is one clean message.
+
+    Exit codes follow DESIGN.md: usage errors and FlagopsErrors exit 1 (or the error's own code),
+    never with a traceback; FLAGS_DEBUG=1 lets unexpected errors through for debugging.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> NoReturn:
+        try:
+            code = super().main(
+                args=args,
+                prog_name=prog_name or "flags",
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.exceptions.Abort:
+            err("Aborted; nothing was written.")
+            code = 1
+        except click.ClickException as exc:
+            exc.show()
+            code = 1
+        except FlagopsError as exc:
+            for line in exc.lines():
+                err(line)
+            code = exc.exit_code
+        except KeyboardInterrupt:
+            err("Interrupted; an apply in progress was rolled back.")
+            code = 130
+        except Exception as exc:  # the last line of defence: one line, never a traceback
+            if os.environ.get("FLAGS_DEBUG"):
+                raise
+            err(f"flags: internal error: {type(exc).__name__}: {exc} (set FLAGS_DEBUG=1 for details)")
+            code = 1
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(
+    cls=FlagsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.option(
+    "--config-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Repository holding flags/ and environments/.",
+)
+@click.option("--no-color", is_flag=True, help="Plain output (also when NO_COLOR is set).")
+@click.option(
+    "--actor", help="Who is acting, for audit rows (default: FLAGS_ACTOR, GITHUB_ACTOR, user@host)."
+)
+@click.version_option(package_name="flagops", prog_name="flags")
+@click.pass_context
+def cli(ctx: click.Context, config_dir: Path, no_color: bool, actor: str | None) -> None:
+    """Feature flags as code: validate, plan and apply flags/ and environments/ to databases."""
+    color = not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    ctx.obj = Context(config_dir, color, actor)
+
+
+env_option = click.option("--env", "environment", required=True, help="Environment name.")
+target_option = click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="KEY",
+    help="Limit to these flags and their overrides (repeatable).",
+)
+
+
+def main() -> NoReturn:
+    """Entry point of the `flags` console command."""
+    cli.main(prog_name="flags")
+    raise SystemExit(0)  # pragma: no cover - cli.main always exits

@@ -1,0 +1,172 @@
+"""The core commands: validate, init, plan and apply."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from flagops.cli.app import cli, context, env_option, err, out, target_option
+from flagops.errors import UsageError
+
+if TYPE_CHECKING:
+    from flagops.plan import Plan
+
+EXIT_CHANGES = 2
+EXIT_BLOCKED = 5
+
+
+@cli.command()
+def validate() -> None:
+    """Check every file (no database needed); print each problem as path:line:column."""
+    context().load()
+
+
+@cli.command()
+@env_option
+def init(environment: str) -> None:
+    """Create or upgrade the schema of an environment's database (idempotent)."""
+    from flagops.reconcile import init_schema
+
+    ctx = context()
+    config = ctx.load()
+    database = ctx.connect(config, environment, "init", write=True, lock_timeout=30)
+    before, after = init_schema(database)
+    if before == after:
+        out(f"Schema of environment {environment} is up to date (version {after}).")
+    elif before is None:
+        out(f"Created the flagops schema (version {after}) for environment {environment}.")
+    else:
+        out(f"Upgraded the schema of environment {environment} from {before} to {after}.")
+
+
+def _render(plan: Plan, fmt: str, color: bool) -> str:
+    if fmt == "json":
+        from flagops.planfile import dumps
+
+        return dumps(plan)
+    if fmt == "markdown":
+        from flagops.render.markdown import render_markdown
+
+        return render_markdown(plan)
+    from flagops.render.text import render_text
+
+    return render_text(plan, color=color)
+
+
+@cli.command()
+@env_option
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the plan (JSON) for `flags apply`.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
+)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none.")
+@target_option
+def plan(
+    environment: str, out_file: Path | None, fmt: str, detailed_exitcode: bool, targets: Sequence[str]
+) -> int:
+    """Show what apply would change in an environment (exit 5 when a guard blocks it)."""
+    from flagops.planfile import dumps
+    from flagops.reconcile import make_plan
+
+    ctx = context()
+    config = ctx.load()
+    database = ctx.connect(config, environment, "plan")
+    result = make_plan(config, database, targets=list(targets) or None, git_commit=ctx.git_commit())
+    out(_render(result, fmt, ctx.color))
+    if out_file is not None:
+        try:
+            out_file.write_text(dumps(result), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{out_file}: cannot write the plan: {exc.strerror}") from None
+        err(f"Saved the plan to {out_file}; apply it with: flags apply --env {environment} {out_file}")
+    if result.blocked:
+        return EXIT_BLOCKED
+    return EXIT_CHANGES if detailed_exitcode and result.has_changes else 0
+
+
+@cli.command()
+@env_option
+@click.argument("plan_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
+@click.option("--allow-delete", is_flag=True, help="Allow deleting flags and org overrides.")
+@click.option("--overwrite-drift", is_flag=True, help="Replace values changed outside flags.")
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another apply to finish.",
+)
+@target_option
+def apply(
+    environment: str,
+    plan_file: Path | None,
+    auto_approve: bool,
+    allow_delete: bool,
+    overwrite_drift: bool,
+    lock_timeout: float,
+    targets: Sequence[str],
+) -> int:
+    """Apply a saved plan, or plan and apply after confirmation, in one transaction."""
+    from flagops.planfile import loads
+    from flagops.reconcile import apply_plan, make_plan
+    from flagops.render.text import render_text
+
+    ctx = context()
+    config = ctx.load()
+    database = ctx.connect(config, environment, "apply", write=True, lock_timeout=lock_timeout)
+    if plan_file is not None:
+        if targets:
+            raise UsageError("--target cannot be combined with a saved plan (plan with --target)")
+        try:
+            text = plan_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{plan_file}: cannot read the plan: {exc}") from None
+        reviewed = loads(text, str(plan_file))
+    else:
+        reviewed = make_plan(config, database, targets=list(targets) or None, git_commit=ctx.git_commit())
+        out(render_text(reviewed, color=ctx.color))
+        if reviewed.has_changes and not auto_approve:
+            _confirm(environment)
+    result = apply_plan(
+        database,
+        reviewed,
+        actor=ctx.actor,
+        allow_delete=allow_delete,
+        overwrite_drift=overwrite_drift,
+        lock_timeout=lock_timeout,
+    )
+    if result.apply_id is None:
+        out(f"No changes. Environment {environment} matches the configuration.")
+        return 0
+    s = result.summary
+    out(
+        f"Apply complete! {s['add']} added, {s['change']} changed, {s['destroy']} destroyed"
+        f" in environment {environment} (apply {result.apply_id})."
+    )
+    return 0
+
+
+def _confirm(environment: str) -> None:
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "refusing to ask for confirmation: stdin is not a terminal;"
+            " pass --auto-approve or apply a saved plan file"
+        )
+    answer = click.prompt(
+        f"Apply these changes to environment {environment}? Only 'yes' is accepted",
+        default="",
+        show_default=False,
+    )
+    if answer.strip() != "yes":
+        raise UsageError("apply cancelled; nothing was written")
