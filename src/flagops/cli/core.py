@@ -147,7 +147,8 @@ def apply(
         lock_timeout=lock_timeout,
     )
     if result.apply_id is None:
-        out(f"No changes. Environment {environment} matches the configuration.")
+        if plan_file is not None:
+            out(f"No changes. Environment {environment} matches the configuration.")
         return 0
     s = result.summary
     out(
