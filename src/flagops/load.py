@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -15,7 +17,10 @@ from flagops.errors import ConfigError, Problem
 from flagops.model import (
     ENV_NAME_PATTERN,
     FLAG_KEY_PATTERN,
+    ORG_ID_PATTERN,
+    DatabaseConfig,
     EnvironmentFile,
+    EnvironmentValues,
     FlagDefinition,
     FlagsFile,
 )
@@ -23,6 +28,7 @@ from flagops.model import (
 FLAGS_DIR = "flags"
 ENVIRONMENTS_DIR = "environments"
 YAML_SUFFIXES = (".yaml", ".yml")
+FLAG_KEY_MAX = 63
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +93,29 @@ def _kind_of(path: str) -> str | None:
     return None
 
 
+def _byte_position(raw: bytes, offset: int) -> yamlfile.Position:
+    start = raw.rfind(b"\n", 0, offset) + 1
+    column = len(raw[start:offset].decode("utf-8-sig", errors="replace")) + 1
+    return yamlfile.Position(raw.count(b"\n", 0, offset) + 1, column)
+
+
 def _decode(path: str, raw: bytes, problems: _FileProblems) -> str | None:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        problems.at(yamlfile.Position(1, 1), "UTF-16 text; save the file as UTF-8")
+        return None
     if b"\x00" in raw:
-        problems.at(yamlfile.Position(1, 1), "not a text file (it contains NUL bytes)")
+        problems.at(_byte_position(raw, raw.index(b"\x00")), "not a text file (it contains NUL bytes)")
         return None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        problems.at(yamlfile.Position(line, 1), "not UTF-8 text")
+        problems.at(_byte_position(raw, exc.start), "not UTF-8 text")
         return None
 
 
 def _type_name(value: Any) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number"}
+    names[float] = "a number"
     if value is None:
         return "nothing (null)"
     return names.get(type(value), f"a {type(value).__name__}")
@@ -117,11 +132,19 @@ def _message(error: Mapping[str, Any], doc_path: Sequence[Any], *, is_env: bool)
     field = _dotted(doc_path)
     if kind == "extra_forbidden":
         message = f"unknown field {str(doc_path[-1])!r}"
-        if is_env and len(doc_path) == 3 and doc_path[0] == "flags":
+        close = difflib.get_close_matches(str(doc_path[-1]), _fields_at(doc_path, is_env=is_env), 1, 0.7)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        elif is_env and len(doc_path) == 3 and doc_path[0] == "flags":
             message += " (only enabled, rollout_percentage and killed may vary per environment)"
         return message, True
     if kind == "missing":
-        return f"missing required field {str(doc_path[-1])!r}", True
+        parent = _dotted(doc_path[:-1])
+        return f"{parent + ': ' if parent else ''}missing required field {str(doc_path[-1])!r}", True
+    if kind == "string_too_short":
+        return f"{field}: must not be empty", False
+    if kind == "string_pattern_mismatch":
+        return f"{field}: {_describe(value)} must match {error['ctx']['pattern']}", False
     if kind == "bool_type":
         return f"{field}: expected true or false, got {_describe(value)}", False
     if kind == "string_type":
@@ -136,24 +159,54 @@ def _message(error: Mapping[str, Any], doc_path: Sequence[Any], *, is_env: bool)
     return (f"{field}: {text}" if field else text), False
 
 
+def _fields_at(doc_path: Sequence[Any], *, is_env: bool) -> list[str]:
+    """The fields allowed where the field at `doc_path` was found (for "did you mean")."""
+    model: type[BaseModel] | None = None
+    if len(doc_path) == 1:
+        model = EnvironmentFile if is_env else FlagsFile
+    elif len(doc_path) == 2 and is_env and doc_path[0] == "database":
+        model = DatabaseConfig
+    elif len(doc_path) == 3 and doc_path[0] == "flags":
+        model = EnvironmentValues if is_env else FlagDefinition
+    return list(model.model_fields) if model is not None else []
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, dict | list) or value is None:
-        return _type_name(value)
-    return f"{type(value).__name__} {value!r}"
+        return f"the string {_shown(value)}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, dt.datetime):
+        return f"a date and time ({value.isoformat(' ')})"
+    if isinstance(value, dt.date):
+        return f"the date {value.isoformat()}"
+    return _type_name(value)
+
+
+def _shown(key: Any) -> str:
+    """A key or value as quoted in a message, cut short when long."""
+    text = repr(key)
+    return text if len(text) <= 70 else text[:60] + "..." + text[-1]
 
 
 def _key_message(doc_path: Sequence[Any], key: Any) -> str:
     if doc_path and doc_path[0] == "orgs" and len(doc_path) == 1:
-        return f"org id {key!r} is not a UUID (lowercase, hyphenated: 6f1d2c1e-8a0b-4c55-...)"
-    return f"flag key {key!r} must match {FLAG_KEY_PATTERN}"
+        if isinstance(key, str) and re.fullmatch(ORG_ID_PATTERN, key.lower()):
+            return f"org id {key!r} must be written in lowercase"
+        return f"org id {_shown(key)} is not a UUID (lowercase, hyphenated: 6f1d2c1e-8a0b-4c55-...)"
+    message = f"flag key {_shown(key)} must match {FLAG_KEY_PATTERN}"
+    if isinstance(key, str) and len(key) > FLAG_KEY_MAX:
+        message += f" (it is {len(key)} characters long, at most {FLAG_KEY_MAX} are allowed)"
+    return message
 
 
 def _validate(model: type[BaseModel], data: Any, problems: _FileProblems, *, is_env: bool) -> Any:
     if not isinstance(data, dict):
-        expected = "database, flags and orgs keys" if is_env else "a 'flags' key"
-        problems.at(yamlfile.Position(1, 1), f"expected a mapping with {expected}, got {_type_name(data)}")
+        expected = "a 'database' key" if is_env else "a 'flags' key"
+        got = "an empty file" if data is None else _type_name(data)
+        problems.at(yamlfile.Position(1, 1), f"expected a mapping with {expected}, got {got}")
         return None
     try:
         return model.model_validate(data)
@@ -239,12 +292,15 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
             env = _validate(EnvironmentFile, loaded.data, problems, is_env=True)
             if env is None:
                 continue
-            if name in environments or any(n == name for n, _, _ in env_files):
-                problems.at(yamlfile.Position(1, 1), f"environment {name!r} is defined twice")
+            first = next((p.path for n, p, _ in env_files if n == name), None)
+            if first is not None:
+                problems.at(yamlfile.Position(1, 1), f"environment {name!r} is already defined in {first}")
                 continue
             env_files.append((name, problems, env))
 
-    names = {name for name, _, _ in env_files}
+    # Every environment file counts, valid or not: a broken staging.yaml is reported once, not
+    # again as "no environment 'staging'" in every file that promotes from it.
+    names = {p.partition("/")[2].rsplit(".", 1)[0] for p, kind in kinds.items() if kind == "environment"}
     for name, problems, env in env_files:
         if flags_ok:
             for key in env.flags:
@@ -258,10 +314,13 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
                             f"org {org_id} overrides flag {key!r}, which is not defined in flags/",
                             key=True,
                         )
-        if env.promote_from is not None and (env.promote_from == name or env.promote_from not in names):
+        if env.promote_from == name:
+            problems.add(["promote_from"], "promote_from: an environment cannot promote from itself")
+        elif env.promote_from is not None and env.promote_from not in names:
+            known = ", ".join(sorted(names - {name})) or "none"
             problems.add(
                 ["promote_from"],
-                f"promote_from: {env.promote_from!r} is not another environment",
+                f"promote_from: there is no environment {env.promote_from!r} (environments: {known})",
             )
         environments[name] = Environment(name, problems.path, env)
 

@@ -17,8 +17,11 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 FLAG_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 ORG_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -44,9 +47,13 @@ def _percentage(value: Any) -> Decimal:
 
 def _describe(value: Any) -> str:
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {value[:60]!r}"
     if value is None:
         return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return "a mapping" if isinstance(value, dict) else "a list"
     return f"{type(value).__name__} {value!r}"[:80]
 
 
@@ -59,7 +66,10 @@ def _calendar_date(value: dt.date) -> dt.date:
 Percentage = Annotated[
     Decimal,
     PlainValidator(_percentage),
-    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100, "multipleOf": 0.01}),
+    # No "multipleOf": 0.01 here: validators that divide binary floats reject 33.33 and 0.07.
+    WithJsonSchema(
+        {"type": "number", "minimum": 0, "maximum": 100, "description": "0 to 100, at most 2 decimals"}
+    ),
 ]
 CalendarDate = Annotated[dt.date, AfterValidator(_calendar_date)]
 
@@ -79,7 +89,7 @@ class FlagDefinition(BaseModel):
     killed: StrictBool = False
     expires: CalendarDate | None = None
     protected: StrictBool = False
-    lint_ignore: list[str] = Field(default_factory=list)
+    lint_ignore: dict[str, str] = Field(default_factory=dict)  # lint check code -> why it is suppressed
 
 
 class FlagsFile(BaseModel):
@@ -102,11 +112,14 @@ class EnvironmentValues(BaseModel):
 
 def has_password(url: str) -> bool:
     """True when a database URL carries a password, in its userinfo or its query string."""
+    # A libpq key/value string (`host=db password=...`) is not a URL but holds a password all the same.
+    if re.search(r"(?i)\bpassword\s*=", url) is not None:
+        return True
     try:
         parts = urlsplit(url)
         password = parts.password
-    except ValueError:
-        return False
+    except ValueError:  # not parseable as a URL (a bad IPv6 host): look for user:password@ by hand
+        return re.search(r"://[^/?#@]*:[^/?#@]*@", url) is not None
     query = {k.lower() for k in parse_qs(parts.query)}
     return bool(password) or "password" in query
 
@@ -119,15 +132,20 @@ class DatabaseConfig(BaseModel):
     url_env: Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)] | None = None
     url: str | None = None
 
-    @model_validator(mode="after")
-    def _one_source(self) -> DatabaseConfig:
-        if (self.url is None) == (self.url_env is None):
-            raise ValueError("set exactly one of 'url_env' or 'url'")
-        if self.url is not None and has_password(self.url):
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, url: str | None) -> str | None:
+        if url is not None and has_password(url):
             raise ValueError(
                 "a literal database URL must not hold a password; put the URL in a variable"
                 " and name it with 'url_env'"
             )
+        return url
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatabaseConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("set exactly one of 'url_env' or 'url'")
         return self
 
 
@@ -143,10 +161,28 @@ class EnvironmentFile(BaseModel):
     orgs: dict[OrgId, dict[FlagKey, StrictBool]] = Field(default_factory=dict)
 
 
+class _FileSchema(GenerateJsonSchema):
+    """Pydantic's JSON Schema, naming its dialect and, like validation, refusing keys off the pattern."""
+
+    def generate(self, schema: CoreSchema, mode: JsonSchemaMode = "validation") -> JsonSchemaValue:
+        return {"$schema": self.schema_dialect, **super().generate(schema, mode)}
+
+    def encode_default(self, dft: Any) -> Any:
+        if isinstance(dft, Decimal):  # a percentage's default is a number, not the string "0"
+            return int(dft) if dft == dft.to_integral_value() else float(dft)
+        return super().encode_default(dft)
+
+    def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+        generated = super().dict_schema(schema)
+        if "patternProperties" in generated:
+            generated["additionalProperties"] = False
+        return generated
+
+
 def json_schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of one file kind ('flags' or 'environment'), from the validating models."""
     model = FlagsFile if kind == "flags" else EnvironmentFile
-    return model.model_json_schema()
+    return model.model_json_schema(schema_generator=_FileSchema)
 
 
 def is_flag_key(value: str) -> bool:

@@ -58,66 +58,117 @@ def dumps(plan: Plan, *, indent: int | None = 2) -> str:
     return json.dumps(to_dict(plan), indent=indent, ensure_ascii=False) + "\n"
 
 
-def _mapping(value: Any) -> Mapping[str, Any] | None:
+class _Shape(ValueError):
+    """A saved plan's JSON is not shaped like a plan; the message says where."""
+
+
+def _get(obj: Any, key: str, where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise _Shape(f"{where}: expected an object")
+    if key not in obj:
+        raise _Shape(f"{where}: missing {key!r}")
+    return obj[key]
+
+
+def _list(obj: Any, key: str, where: str) -> list[Any]:
+    value = _get(obj, key, where)
+    if not isinstance(value, list):
+        raise _Shape(f"{key}: expected a list")
+    return value
+
+
+def _text(value: Any, where: str, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise _Shape(f"{where}: expected a string{' or null' if optional else ''}")
+    return value
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise TypeError("expected an object")
+        raise _Shape(f"{where}: expected an object or null")
     return value
+
+
+def _enum(kind: type[Subject] | type[Action], value: Any, where: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise _Shape(f"{where}: {value!r} is not one of {allowed}") from None
+
+
+def _change(c: Any, where: str) -> Change:
+    return Change(
+        _enum(Subject, _get(c, "subject", where), f"{where}.subject"),
+        _enum(Action, _get(c, "action", where), f"{where}.action"),
+        _text(_get(c, "flag_key", where), f"{where}.flag_key"),
+        _text(_get(c, "org_id", where), f"{where}.org_id", optional=True),
+        _mapping(_get(c, "before", where), f"{where}.before"),
+        _mapping(_get(c, "after", where), f"{where}.after"),
+    )
+
+
+def _drift(d: Any, where: str) -> Drift:
+    if not isinstance(d, dict):
+        raise _Shape(f"{where}: expected an object")
+    return Drift(
+        _enum(Subject, _get(d, "subject", where), f"{where}.subject"),
+        _text(_get(d, "flag_key", where), f"{where}.flag_key"),
+        _text(_get(d, "org_id", where), f"{where}.org_id", optional=True),
+        _mapping(_get(d, "last_applied", where), f"{where}.last_applied"),
+        _mapping(_get(d, "actual", where), f"{where}.actual"),
+        _text(d.get("changed_by"), f"{where}.changed_by", optional=True),
+        _text(d.get("changed_at"), f"{where}.changed_at", optional=True),
+        _text(d.get("source"), f"{where}.source", optional=True),
+    )
 
 
 def from_dict(data: Any, source: str) -> Plan:
     """Read a saved plan back; UsageError when it is not a plan this version can apply."""
     if not isinstance(data, dict):
         raise UsageError(f"{source}: not a flagops plan (expected a JSON object)")
-    version = str(data.get("format_version", ""))
-    if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
+    version = data.get("format_version")
+    if not isinstance(version, str) or version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
+        shown = "missing" if version is None else json.dumps(version)
         raise UsageError(
-            f"{source}: plan format_version {version or 'missing'} is not supported"
+            f"{source}: plan format_version {shown} is not supported"
             f" (this flagops reads {FORMAT_VERSION.split('.')[0]}.x)"
         )
     try:
-        changes = tuple(
-            Change(
-                Subject(c["subject"]),
-                Action(c["action"]),
-                str(c["flag_key"]),
-                None if c["org_id"] is None else str(c["org_id"]),
-                _mapping(c["before"]),
-                _mapping(c["after"]),
-            )
-            for c in data["changes"]
-        )
-        drift = tuple(
-            Drift(
-                Subject(d["subject"]),
-                str(d["flag_key"]),
-                d["org_id"],
-                _mapping(d["last_applied"]),
-                _mapping(d["actual"]),
-                d.get("changed_by"),
-                d.get("changed_at"),
-                d.get("source"),
-            )
-            for d in data["drift"]
-        )
         targets = data.get("targets")
+        if targets is not None and not (
+            isinstance(targets, list) and all(isinstance(t, str) for t in targets)
+        ):
+            raise _Shape("targets: expected a list of flag keys or null")
+        adopted = data.get("adopted_drift", 0)
+        if not isinstance(adopted, int) or isinstance(adopted, bool) or adopted < 0:
+            raise _Shape("adopted_drift: expected a count")
         return Plan(
-            environment=str(data["environment"]),
-            plan_id=str(data["plan_id"]),
-            created_at=str(data["created_at"]),
-            git_commit=data.get("git_commit"),
-            config_hash=str(data["config_hash"]),
-            state_hash=str(data["state_hash"]),
-            changes=changes,
-            drift=drift,
-            blocked=tuple(Blocked(str(b["address"]), str(b["reason"])) for b in data["blocked"]),
-            targets=tuple(str(t) for t in targets) if targets is not None else None,
-            adopted=int(data.get("adopted_drift", 0)),
+            environment=_text(_get(data, "environment", "plan"), "environment"),
+            plan_id=_text(_get(data, "plan_id", "plan"), "plan_id"),
+            created_at=_text(_get(data, "created_at", "plan"), "created_at"),
+            git_commit=_text(data.get("git_commit"), "git_commit", optional=True),
+            config_hash=_text(_get(data, "config_hash", "plan"), "config_hash"),
+            state_hash=_text(_get(data, "state_hash", "plan"), "state_hash"),
+            changes=tuple(_change(c, f"changes[{i}]") for i, c in enumerate(_list(data, "changes", "plan"))),
+            drift=tuple(_drift(d, f"drift[{i}]") for i, d in enumerate(_list(data, "drift", "plan"))),
+            blocked=tuple(
+                Blocked(
+                    _text(_get(b, "address", f"blocked[{i}]"), f"blocked[{i}].address"),
+                    _text(_get(b, "reason", f"blocked[{i}]"), f"blocked[{i}].reason"),
+                )
+                for i, b in enumerate(_list(data, "blocked", "plan"))
+            ),
+            targets=tuple(targets) if targets is not None else None,
+            adopted=adopted,
             format_version=version,
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"{source}: not a valid flagops plan ({type(exc).__name__}: {exc})") from None
+    except _Shape as exc:
+        raise UsageError(f"{source}: not a valid flagops plan ({exc})") from None
 
 
 def loads(text: str, source: str) -> Plan:
@@ -126,4 +177,6 @@ def loads(text: str, source: str) -> Plan:
         data = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{source}: not a flagops plan (invalid JSON: {exc})") from None
+    except RecursionError:
+        raise UsageError(f"{source}: not a flagops plan (JSON nested too deeply)") from None
     return from_dict(data, source)

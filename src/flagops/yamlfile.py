@@ -14,6 +14,7 @@ import yaml
 MAX_EXPANDED_NODES = 2_000_000
 MERGE_TAG = "tag:yaml.org,2002:merge"
 BOOL_TAG = "tag:yaml.org,2002:bool"
+STR_TAG = "tag:yaml.org,2002:str"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +48,31 @@ class _Loader(yaml.CSafeLoader):
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         if node in self.constructed_objects:
             self.aliased = True
-        return super().construct_object(node, deep=deep)
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, LookupError, TypeError, AttributeError, ArithmeticError) as exc:
+            # A scalar that matches a type's pattern but is no value of it (2027-13-01, 0x_,
+            # `!!int abc`): PyYAML lets Python's own error escape, without a position.
+            kind = _KINDS.get(node.tag, f"a {node.tag.rpartition(':')[2]}")
+            dated = node.tag == "tag:yaml.org,2002:timestamp" and "timedelta" not in str(exc)
+            detail = f" ({exc})" if dated and isinstance(exc, ValueError) and str(exc) else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {str(node.value)[:40]!r} as {kind}{detail}", node.start_mark
+            ) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
+        seen: set[str] = set()
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
                 continue
-            ident = (key_node.tag, key_node.value)
-            if ident in seen:
+            # Keys are names (flag keys, org ids, fields): read as the text written, so `42:` or
+            # `true:` reach validation (and messages) as the file spells them.
+            key_node.tag = STR_TAG
+            if key_node.value in seen:
                 self.duplicates.append((_position(key_node.start_mark), f"duplicate key {key_node.value!r}"))
-            seen.add(ident)
+            seen.add(key_node.value)
         result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return result
 
@@ -69,6 +84,14 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+_KINDS = {
+    "tag:yaml.org,2002:timestamp": "a date",
+    "tag:yaml.org,2002:int": "an integer",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "true or false",
+}
 
 
 def _expanded_size(data: Any, limit: int) -> int:
@@ -101,21 +124,49 @@ def load(text: str) -> Loaded:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = _position(mark) if mark is not None else Position(1, 1)
-        message = " ".join(filter(None, [exc.context, exc.problem]))
+        context = exc.context
+        if context and context.startswith("while ") and exc.context_mark is not None:
+            start = _position(exc.context_mark)
+            if start != position:
+                context += f" started at {start.line}:{start.column},"
+        message = " ".join(filter(None, [context, exc.problem]))
+        if _char_at(text, position) == "\t":
+            message = "tab character (YAML indents with spaces, never tabs)"
+        elif "maximum nesting depth" in str(exc.problem):
+            message = "nested too deeply"
         return Loaded(None, [(position, f"invalid YAML: {message}")])
+    except yaml.reader.ReaderError as exc:
+        # libyaml gives a byte offset; the offending character's first occurrence is the one.
+        index = max(text.find(chr(exc.character)), 0) if isinstance(exc.character, int) else 0
+        position = Position(text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index))
+        shown = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        return Loaded(None, [(position, f"invalid YAML: unacceptable character {shown}: {exc.reason}")])
     except yaml.YAMLError as exc:
-        return Loaded(None, [(Position(1, 1), f"invalid YAML: {exc}")])
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Loaded(None, [(Position(1, 1), f"invalid YAML: {first_line}")])
     except RecursionError:
         return Loaded(None, [(Position(1, 1), "invalid YAML: nested too deeply")])
     finally:
         loader.dispose()
     loaded = Loaded(data, list(loader.duplicates))
-    if loader.aliased and _expanded_size(data, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
-        return Loaded(
-            None,
-            [(Position(1, 1), f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values")],
-        )
+    if loader.aliased:
+        try:
+            too_big = _expanded_size(data, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES
+        except RecursionError:
+            return Loaded(None, [(Position(1, 1), "invalid YAML: nested too deeply")])
+        if too_big:
+            return Loaded(
+                None,
+                [(Position(1, 1), f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values")],
+            )
     return loaded
+
+
+def _char_at(text: str, position: Position) -> str:
+    lines = text.split("\n", position.line)
+    if len(lines) < position.line:
+        return ""
+    return lines[position.line - 1][position.column - 1 : position.column]
 
 
 def locate(text: str, requests: Sequence[tuple[Sequence[Any], bool]]) -> list[Position]:

@@ -17,14 +17,25 @@ def value(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False)
 
 
+def field_diffs(change: Change) -> list[tuple[str, Any, Any]]:
+    """(field, old, new) of a change: both for updates, only new for creates, only old for deletes.
+
+    Creates and deletes leave out fields whose value is null.
+    """
+    before: Mapping[str, Any] = change.before or {}
+    after: Mapping[str, Any] = change.after or {}
+    if change.action == Action.UPDATE:
+        return [(k, before.get(k), after[k]) for k in after]
+    if change.action == Action.CREATE:
+        return [(k, None, v) for k, v in after.items() if v is not None]
+    return [(k, v, None) for k, v in before.items() if v is not None]
+
+
 def field_changes(change: Change) -> list[tuple[str, str]]:
     """(field, shown value) pairs of a change: `old -> new` for updates, the value otherwise."""
     if change.action == Action.UPDATE:
-        before: Mapping[str, Any] = change.before or {}
-        after: Mapping[str, Any] = change.after or {}
-        return [(k, f"{value(before.get(k))} -> {value(after[k])}") for k in after]
-    values = change.after if change.action == Action.CREATE else change.before
-    return [(k, value(v)) for k, v in (values or {}).items() if v is not None]
+        return [(k, f"{value(old)} -> {value(new)}") for k, old, new in field_diffs(change)]
+    return [(k, value(old if new is None else new)) for k, old, new in field_diffs(change)]
 
 
 def summary_line(plan: Plan) -> str:
@@ -62,5 +73,9 @@ def drift_detail(actual: Mapping[str, Any] | None, last: Mapping[str, Any] | Non
         return "created outside flags"
     if actual is None:
         return "deleted outside flags"
-    parts = [f"{k}: {value(last.get(k))} -> {value(v)}" for k, v in actual.items() if last.get(k) != v]
-    return ", ".join(parts)
+    return ", ".join(f"{k}: {value(old)} -> {value(new)}" for k, old, new in drift_diffs(actual, last))
+
+
+def drift_diffs(actual: Mapping[str, Any], last: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(field, last applied, actual) of each field of a drifted row that changed outside flags."""
+    return [(k, last.get(k), v) for k, v in actual.items() if last.get(k) != v]

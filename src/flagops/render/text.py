@@ -42,7 +42,8 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         if change.action != Action.DELETE:
             out.extend(f"      {name.ljust(width)}  {shown}" for name, shown in fields)
     for flag_key, group in override_groups(plan.changes):
-        out.append("")
+        if out[-1]:  # no second blank line right under the header
+            out.append("")
         out.append(f"  org overrides of {flag_key}: {counts(group)}")
         for change in group[:OVERRIDES_SHOWN_PER_FLAG]:
             sym = style(SYMBOL[change.action], _COLOR[change.action], bold=True)
@@ -77,7 +78,7 @@ def _section(out: list[str], plan: Plan, style: Callable[..., str]) -> None:
         for d in plan.drift[:DRIFT_SHOWN]:
             who = f" by {d.changed_by}" if d.changed_by else ""
             when = f" at {d.changed_at}" if d.changed_at else ""
-            how = f" ({d.source})" if d.source else ""
+            how = f" ({d.source})" if d.source else " (who and when unknown)" if not who + when else ""
             detail = drift_detail(d.actual, d.last_applied)
             out.append(f"  ! {d.address}  {detail}  [changed{who}{when}{how}]")
         if len(plan.drift) > DRIFT_SHOWN:
