@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,13 @@ MAX_EXPANDED_NODES = 2_000_000
 MERGE_TAG = "tag:yaml.org,2002:merge"
 BOOL_TAG = "tag:yaml.org,2002:bool"
 STR_TAG = "tag:yaml.org,2002:str"
+NULL_TAG = "tag:yaml.org,2002:null"
+MAP_TAG = "tag:yaml.org,2002:map"
+SEQ_TAG = "tag:yaml.org,2002:seq"
+_TRUE = frozenset({"true", "True", "TRUE"})
+_FALSE = frozenset({"false", "False", "FALSE"})
+_BOOLS = _TRUE | _FALSE
+_NULL = frozenset({"", "~", "null", "Null", "NULL"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +47,9 @@ def _position(mark: Any) -> Position:
 
 
 class _Loader(yaml.CSafeLoader):
-    """libyaml's safe loader that records duplicate mapping keys instead of keeping the last one."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[tuple[Position, str]] = []
-        self.aliased = False
+    """libyaml's safe loader whose scalar errors carry a position (used for the uncommon tags)."""
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        if node in self.constructed_objects:
-            self.aliased = True
         try:
             return super().construct_object(node, deep=deep)
         except yaml.YAMLError:
@@ -62,19 +64,84 @@ class _Loader(yaml.CSafeLoader):
                 None, None, f"cannot read {str(node.value)[:40]!r} as {kind}{detail}", node.start_mark
             ) from None
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
+
+class _Builder:
+    """Turns libyaml's node tree into plain values: fast for the common tags, strict about keys.
+
+    Mapping keys are read as the text written (so `42:` or `true:` reach validation as the file
+    spells them); duplicate keys are recorded with their position; an alias yields the very
+    object its anchor built, and is noted so the caller can bound the expanded size. Other tags
+    (!!set, !!binary, unknown ones) go through PyYAML's safe constructor.
+    """
+
+    def __init__(self, loader: _Loader) -> None:
+        self.loader = loader
+        self.built: dict[int, Any] = {}
+        self.duplicates: list[tuple[Position, str]] = []
+        self.aliased = False
+
+    def build(self, node: yaml.Node) -> Any:
+        tag = node.tag
+        if tag == STR_TAG:
+            return node.value
+        known = self.built.get(id(node))
+        if known is not None:
+            self.aliased = True
+            return known
+        if tag == MAP_TAG and isinstance(node, yaml.MappingNode):
+            return self._mapping(node)
+        if tag == SEQ_TAG and isinstance(node, yaml.SequenceNode):
+            items: list[Any] = []
+            self.built[id(node)] = items
+            items.extend(self.build(child) for child in node.value)
+            return items
+        if tag == BOOL_TAG and isinstance(node, yaml.ScalarNode) and node.value in _BOOLS:
+            return node.value in _TRUE
+        if tag == NULL_TAG and isinstance(node, yaml.ScalarNode) and node.value in _NULL:
+            return None
+        return self.loader.construct_object(node, deep=True)
+
+    def _mapping(self, node: yaml.MappingNode) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        self.built[id(node)] = result
+        merges: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG:
+                merges.append(value_node)
                 continue
-            # Keys are names (flag keys, org ids, fields): read as the text written, so `42:` or
-            # `true:` reach validation (and messages) as the file spells them.
-            key_node.tag = STR_TAG
-            if key_node.value in seen:
-                self.duplicates.append((_position(key_node.start_mark), f"duplicate key {key_node.value!r}"))
-            seen.add(key_node.value)
-        result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    "found a mapping key that is not a plain value", key_node.start_mark,
+                )
+            key = key_node.value
+            if key in result:
+                self.duplicates.append((_position(key_node.start_mark), f"duplicate key {key!r}"))
+            result[key] = self.build(value_node)
+        for merge in merges:
+            sources = merge.value if isinstance(merge, yaml.SequenceNode) else [merge]
+            for source in sources:
+                merged = self.build(source)
+                if not isinstance(merged, dict):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        "a merge key (<<) needs a mapping or a list of mappings", source.start_mark,
+                    )
+                for key, value in merged.items():
+                    result.setdefault(key, value)
         return result
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a large document is many containers and no garbage."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # YAML 1.2 booleans only: `yes`, `no`, `on` and `off` stay strings, so validation rejects them
@@ -119,8 +186,11 @@ def _expanded_size(data: Any, limit: int) -> int:
 def load(text: str) -> Loaded:
     """Parse one YAML document; syntax errors become problems instead of exceptions."""
     loader = _Loader(text)
+    builder = _Builder(loader)
     try:
-        data = loader.get_single_data()
+        with _collector_paused():
+            root = loader.get_single_node()
+            data = None if root is None else builder.build(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = _position(mark) if mark is not None else Position(1, 1)
@@ -148,8 +218,8 @@ def load(text: str) -> Loaded:
         return Loaded(None, [(Position(1, 1), "invalid YAML: nested too deeply")])
     finally:
         loader.dispose()
-    loaded = Loaded(data, list(loader.duplicates))
-    if loader.aliased:
+    loaded = Loaded(data, builder.duplicates)
+    if builder.aliased:
         try:
             too_big = _expanded_size(data, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES
         except RecursionError:

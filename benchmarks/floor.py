@@ -1,0 +1,118 @@
+"""The floor: the unavoidable work of each benchmarked step, done by the shortest honest script.
+
+plan:        parse the YAML with libyaml, one SELECT per table, a dict diff.
+first_apply: parse the YAML with libyaml, COPY every flag and override row.
+apply:       read the saved plan JSON, COPY the changes into temporary tables, one set-based
+             statement per kind of change.
+"""
+
+from __future__ import annotations
+
+import gc
+import glob
+import json
+import os
+import sys
+
+import psycopg
+import yaml
+
+
+def parse(root: str) -> tuple[dict[str, tuple[object, ...]], dict[tuple[str, str], bool]]:
+    flags: dict[str, tuple[object, ...]] = {}
+    for path in sorted(glob.glob(os.path.join(root, "flags", "*.yaml"))):
+        with open(path, encoding="utf-8") as handle:
+            for key, d in yaml.load(handle.read(), Loader=yaml.CSafeLoader)["flags"].items():
+                flags[key] = (
+                    d["name"], d.get("description", ""), d.get("owner"), d.get("enabled", False),
+                    float(d.get("rollout_percentage", 0)), d.get("killed", False),
+                )
+    with open(os.path.join(root, "environments", "bench.yaml"), encoding="utf-8") as handle:
+        env = yaml.load(handle.read(), Loader=yaml.CSafeLoader)
+    overrides = {
+        (flag, org): on for org, mapping in (env.get("orgs") or {}).items() for flag, on in mapping.items()
+    }
+    return flags, overrides
+
+
+def plan(root: str, url: str) -> None:
+    flags, overrides = parse(root)
+    with psycopg.connect(url) as conn:
+        actual_flags = {
+            row[0]: (row[1], row[2], row[3], row[4], float(row[5]), row[6])
+            for row in conn.execute(
+                "SELECT flag_key, name, description, owner, enabled_globally, rollout_percentage,"
+                " killed FROM feature_flags"
+            )
+        }
+        actual = {
+            (k, o): e
+            for k, o, e in conn.execute("SELECT flag_key, org_id::text, enabled FROM org_feature_flags")
+        }
+    changed_flags = {k for k in flags.keys() | actual_flags.keys() if flags.get(k) != actual_flags.get(k)}
+    changed = overrides.items() - actual.items()
+    removed = actual.keys() - overrides.keys()
+    print(len(changed_flags) + len(changed) + len(removed))
+
+
+def first_apply(root: str, url: str) -> None:
+    flags, overrides = parse(root)
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        with cur.copy(
+            "COPY feature_flags (flag_key, name, description, owner, enabled_globally,"
+            " rollout_percentage, killed) FROM STDIN"
+        ) as copy:
+            for key, row in flags.items():
+                copy.write_row((key, *row))
+        with cur.copy("COPY org_feature_flags (flag_key, org_id, enabled) FROM STDIN") as copy:
+            for (flag, org), on in overrides.items():
+                copy.write_row((flag, org, on))
+    print(len(flags) + len(overrides))
+
+
+def apply(plan_file: str, url: str) -> None:
+    with open(plan_file, encoding="utf-8") as handle:
+        changes = json.load(handle)["changes"]
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE o (action text, org_id uuid, flag_key text, enabled boolean) ON COMMIT DROP"
+        )
+        cur.execute(
+            "CREATE TEMP TABLE f (action text, flag_key text, name text, rollout_percentage numeric)"
+            " ON COMMIT DROP"
+        )
+        with cur.copy("COPY o FROM STDIN") as copy:
+            for c in changes:
+                if c["subject"] == "org_override":
+                    copy.write_row((c["action"], c["org_id"], c["flag_key"], (c["after"] or {}).get("enabled")))
+        with cur.copy("COPY f FROM STDIN") as copy:
+            for c in changes:
+                if c["subject"] == "flag":
+                    after = c["after"] or {}
+                    copy.write_row((c["action"], c["flag_key"], after.get("name"), after.get("rollout_percentage")))
+        cur.execute(
+            "DELETE FROM org_feature_flags t USING o WHERE o.action = 'delete'"
+            " AND t.org_id = o.org_id AND t.flag_key = o.flag_key"
+        )
+        cur.execute(
+            "UPDATE feature_flags t SET rollout_percentage = f.rollout_percentage FROM f"
+            " WHERE f.action = 'update' AND t.flag_key = f.flag_key"
+        )
+        cur.execute(
+            "INSERT INTO feature_flags (flag_key, name) SELECT flag_key, name FROM f WHERE action = 'create'"
+        )
+        cur.execute(
+            "UPDATE org_feature_flags t SET enabled = o.enabled FROM o"
+            " WHERE o.action = 'update' AND t.org_id = o.org_id AND t.flag_key = o.flag_key"
+        )
+        cur.execute(
+            "INSERT INTO org_feature_flags (org_id, flag_key, enabled)"
+            " SELECT org_id, flag_key, enabled FROM o WHERE action = 'create'"
+        )
+    print(len(changes))
+
+
+if __name__ == "__main__":
+    gc.disable()
+    step, source, database_url = sys.argv[1:4]
+    {"plan": plan, "first_apply": first_apply, "apply": apply}[step](source, database_url)

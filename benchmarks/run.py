@@ -1,0 +1,169 @@
+"""Run the benchmark: each step as a whole `flags` process beside its floor, as ratios, in one run.
+
+Usage: python benchmarks/run.py [--small] [--backend postgres|sqlite|both] [--json FILE]
+Needs FLAGS_TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres): a user
+that may create databases; the benchmark creates and drops its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from generate import write_repo  # noqa: E402
+
+PYTHON = sys.executable
+FLAGS = str(Path(PYTHON).with_name("flags"))
+ADMIN_URL = os.environ.get("FLAGS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TARGETS = {"plan": 1.5, "apply": 2.0, "first apply": 1.5}
+MEMORY_LIMIT_MB = 400
+VALIDATE_LIMIT_S = 0.3
+
+
+@dataclass
+class Row:
+    step: str
+    backend: str
+    seconds: float
+    peak_mb: float
+    floor_seconds: float | None = None
+    ratio: float | None = None
+    target: str = ""
+    ok: bool = True
+
+
+def measure(args: list[str], *, env: dict[str, str], cwd: Path | None = None, repeat: int = 1) -> tuple[float, float]:
+    """Best wall time of `repeat` runs and the peak resident memory (MB) of the process."""
+    best = float("inf")
+    peak = 0.0
+    for _ in range(repeat):
+        with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+            start = time.perf_counter()
+            proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
+            _, status, usage = os.wait4(proc.pid, 0)
+            elapsed = time.perf_counter() - start
+            stdout.seek(0)
+            stderr.seek(0)
+            out, err = stdout.read().decode(), stderr.read().decode()
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 2):
+            raise SystemExit(f"{' '.join(args)} exited {code}:\n{out[-2000:]}\n{err[-2000:]}")
+        best = min(best, elapsed)
+        peak = max(peak, usage.ru_maxrss / 1024)
+    return best, peak
+
+
+def admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def database_url(name: str) -> str:
+    return ADMIN_URL.rpartition("/")[0] + "/" + name
+
+
+def run(small: bool, backends: list[str], repeat: int) -> list[Row]:
+    size = dict(flags=40, orgs=200, per_org=5) if small else dict(flags=2_000, orgs=10_000, per_org=10)
+    rows: list[Row] = []
+    env = {**os.environ, "FLAGS_ACTOR": "benchmark", "NO_COLOR": "1"}
+    seconds, peak = measure([FLAGS, "--config-dir", str(ROOT), "validate"], env=env, repeat=max(repeat, 3))
+    rows.append(Row("validate (example repo)", "-", seconds, peak, target=f"< {VALIDATE_LIMIT_S} s",
+                    ok=seconds < VALIDATE_LIMIT_S and peak < MEMORY_LIMIT_MB))
+    with tempfile.TemporaryDirectory(prefix="flagops-bench-") as tmp:
+        base, changed = Path(tmp) / "base", Path(tmp) / "changed"
+        write_repo(base, **size, seed=7, changed=False, url_env="FLAGS_BENCH_URL")
+        counts = write_repo(changed, **size, seed=7, changed=True, url_env="FLAGS_BENCH_URL")
+        seconds, peak = measure([FLAGS, "--config-dir", str(base), "validate"], env=env, repeat=repeat)
+        rows.append(Row("validate (benchmark repo)", "-", seconds, peak))
+        for backend in backends:
+            rows += run_backend(backend, base, changed, Path(tmp), env, repeat)
+        print(f"change set: {counts}", file=sys.stderr)
+    return rows
+
+
+def run_backend(backend: str, base: Path, changed: Path, tmp: Path, env: dict[str, str], repeat: int) -> list[Row]:
+    rows: list[Row] = []
+    names = [f"flagops_bench_{uuid.uuid4().hex[:8]}", f"flagops_bench_{uuid.uuid4().hex[:8]}"]
+    if backend == "postgres":
+        for name in names:
+            admin(f'CREATE DATABASE "{name}"')
+        url, floor_url = (database_url(n) for n in names)
+    else:
+        url = f"sqlite:///{tmp / 'bench.db'}"
+        floor_url = ""
+    benv = {**env, "FLAGS_BENCH_URL": url}
+    plan_file = tmp / f"plan-{backend}.json"
+    try:
+        subprocess.run([FLAGS, "--config-dir", str(base), "init", "--env", "bench"], env=benv, check=True,
+                       capture_output=True)
+        first, first_peak = measure([FLAGS, "--config-dir", str(base), "apply", "--env", "bench", "--auto-approve"],
+                                    env=benv)
+        plan, plan_peak = measure([FLAGS, "--config-dir", str(changed), "plan", "--env", "bench",
+                                   "--out", str(plan_file)], env=benv, repeat=repeat)
+        applied, apply_peak = measure([FLAGS, "--config-dir", str(changed), "apply", "--env", "bench",
+                                       str(plan_file)], env=benv)
+        if backend == "postgres":
+            fenv = {**benv, "FLAGS_BENCH_URL": floor_url}
+            subprocess.run([FLAGS, "--config-dir", str(base), "init", "--env", "bench"], env=fenv, check=True,
+                           capture_output=True)
+            floor = [PYTHON, str(HERE / "floor.py")]
+            f_first, _ = measure([*floor, "first_apply", str(base), floor_url], env=env)
+            f_plan, _ = measure([*floor, "plan", str(changed), floor_url], env=env, repeat=repeat)
+            f_apply, _ = measure([*floor, "apply", str(plan_file), floor_url], env=env)
+            for step, sec, peak, fl in (("first apply", first, first_peak, f_first), ("plan", plan, plan_peak, f_plan),
+                                        ("apply", applied, apply_peak, f_apply)):
+                ratio = sec / fl
+                rows.append(Row(step, backend, sec, peak, fl, ratio, f"<= {TARGETS[step]}x floor",
+                                ratio <= TARGETS[step] and peak < MEMORY_LIMIT_MB))
+        else:
+            for step, sec, peak in (("first apply", first, first_peak), ("plan", plan, plan_peak),
+                                    ("apply", applied, apply_peak)):
+                rows.append(Row(step, backend, sec, peak, ok=peak < MEMORY_LIMIT_MB))
+    finally:
+        if backend == "postgres":
+            for name in names:
+                admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| step | backend | seconds | floor s | ratio | target | peak MB | ok |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        floor = f"{r.floor_seconds:.2f}" if r.floor_seconds is not None else ""
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+        lines.append(f"| {r.step} | {r.backend} | {r.seconds:.2f} | {floor} | {ratio} | {r.target} | {r.peak_mb:.0f} |"
+                     f" {'yes' if r.ok else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true", help="a tiny dataset (for the test suite)")
+    parser.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the repeatable steps; the best counts")
+    parser.add_argument("--json", type=Path, default=HERE / "out" / "results.json")
+    args = parser.parse_args()
+    backends = ["postgres", "sqlite"] if args.backend == "both" else [args.backend]
+    rows = run(args.small, backends, args.repeat)
+    print(table(rows))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"small": args.small, "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+    print(f"wrote {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
