@@ -116,19 +116,37 @@ def write_changes(
         _write_portable(connection, changes, actual, record)
 
 
+_BOOL_TEXT = {True: "t", False: "f", None: "\\N"}
+
+
+def _override_copy_payload(overrides: Sequence[Change]) -> str:
+    """COPY text rows (action, org_id, flag_key, enabled, old_enabled) of override changes.
+
+    Keys and org ids are validated (letters, digits, `_`, `-`), so no COPY escaping is needed.
+    """
+    text = _BOOL_TEXT
+    return "".join(
+        f"{c.action.value}\t{c.org_id}\t{c.flag_key}"
+        f"\t{text[None if c.after is None else c.after['enabled']]}"
+        f"\t{text[None if c.before is None else c.before['enabled']]}\n"
+        for c in overrides
+    )
+
+
 def _write_postgres(
     connection: sa.Connection, changes: Sequence[Change], actual: State, record: ApplyRecord
 ) -> None:
     flag_rows = _flag_rows(changes, actual)
+    flag_changes = [c for c in changes if c.subject == Subject.FLAG]
     overrides = [c for c in changes if c.subject == Subject.OVERRIDE]
-    flag_deletes = [c.flag_key for c in changes if c.subject == Subject.FLAG and c.action == Action.DELETE]
+    flag_deletes = [c.flag_key for c in flag_changes if c.action == Action.DELETE]
     count = {a: sum(1 for c in overrides if c.action == a) for a in Action}
     run = connection.exec_driver_sql
     raw = connection.connection.driver_connection
     assert raw is not None
     run(
         "CREATE TEMP TABLE flagops_override_changes (action text NOT NULL, org_id uuid NOT NULL,"
-        " flag_key text NOT NULL, enabled boolean) ON COMMIT DROP"
+        " flag_key text NOT NULL, enabled boolean, old_enabled boolean) ON COMMIT DROP"
     )
     run(
         "CREATE TEMP TABLE flagops_flag_changes (action text NOT NULL, flag_key text NOT NULL,"
@@ -138,13 +156,9 @@ def _write_postgres(
     )
     with raw.cursor() as cursor:
         with cursor.copy(
-            "COPY flagops_override_changes (action, org_id, flag_key, enabled) FROM STDIN"
+            "COPY flagops_override_changes (action, org_id, flag_key, enabled, old_enabled) FROM STDIN"
         ) as copy:
-            for c in overrides:
-                after = c.after
-                copy.write_row(
-                    (c.action.value, c.org_id, c.flag_key, None if after is None else after["enabled"])
-                )
+            copy.write(_override_copy_payload(overrides))
         with cursor.copy(
             f"COPY flagops_flag_changes (action, {', '.join(_FLAG_COLUMNS)}) FROM STDIN"
         ) as copy:
@@ -208,8 +222,23 @@ def _write_postgres(
         raw.cursor() as cursor,
         cursor.copy(f"COPY feature_flag_audit_log ({', '.join(_AUDIT_COLUMNS)}) FROM STDIN") as copy,
     ):
-        for audit_row in _audit_rows(changes, record):
+        for audit_row in _audit_rows(flag_changes, record):
             copy.write_row(audit_row)
+    # One audit row per override change, built by the server from the change table.
+    run(
+        f"INSERT INTO feature_flag_audit_log ({', '.join(_AUDIT_COLUMNS)})"
+        " SELECT %(apply_id)s, %(environment)s, 'org_override', flag_key, org_id, action,"
+        " CASE WHEN old_enabled IS NULL THEN NULL ELSE jsonb_build_object('enabled', old_enabled) END,"
+        " CASE WHEN enabled IS NULL THEN NULL ELSE jsonb_build_object('enabled', enabled) END,"
+        " %(actor)s, 'apply', %(git_commit)s, %(changed_at)s FROM flagops_override_changes",
+        {
+            "apply_id": record.apply_id,
+            "environment": record.environment,
+            "actor": record.actor,
+            "git_commit": record.git_commit,
+            "changed_at": record.started_at,
+        },
+    )
 
 
 def _write_portable(
