@@ -1,6 +1,7 @@
 """The `flags` command line: the only package that prints or exits; one module per group of commands."""
 
 from flagops.cli import core as core
+from flagops.cli import eval as eval
 from flagops.cli import lint as lint
 from flagops.cli import schema as schema
 from flagops.cli.app import cli, main

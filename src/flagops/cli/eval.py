@@ -1,0 +1,119 @@
+"""The `flags eval` command: what one org sees of each flag and why, from the YAML or the live database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from flagops.cli.app import cli, context, env_option, out
+from flagops.errors import UsageError
+
+if TYPE_CHECKING:
+    from flagops.rollout import Evaluation, FlagRule
+
+EXAMPLE_ORG = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
+
+
+def _org(value: str) -> str:
+    from flagops.rollout import normalise_org_id
+
+    try:
+        return normalise_org_id(value)
+    except ValueError:
+        raise UsageError(f"--org: {value!r} is not an org id (a UUID such as {EXAMPLE_ORG})") from None
+
+
+def _from_config(environment: str, org: str) -> tuple[dict[str, FlagRule], dict[str, bool]]:
+    from flagops.rollout import FlagRule
+    from flagops.state import desired_state
+
+    ctx = context()
+    config = ctx.load()
+    if environment not in config.environments:
+        known = ", ".join(sorted(config.environments)) or "none"
+        raise UsageError(f"unknown environment {environment!r} (known: {known})")
+    state = desired_state(config, environment)
+    rules = {
+        key: FlagRule(row.enabled, row.rollout_percentage, row.killed) for key, row in state.flags.items()
+    }
+    overrides = {key: on for (key, org_id), on in state.overrides.items() if org_id == org}
+    return rules, overrides
+
+
+def _from_database(environment: str, org: str) -> tuple[dict[str, FlagRule], dict[str, bool]]:
+    from flagops.db import migrate, runtime
+    from flagops.db.engine import translated
+
+    ctx = context()
+    database = ctx.connect(ctx.load(), environment, "eval")
+    try:
+        with (
+            translated(database.url, f"reading environment {environment}"),
+            database.engine.begin() as connection,
+        ):
+            migrate.require_current(connection, environment)
+            rules, overrides = runtime.read_org(connection, org)
+    finally:
+        database.engine.dispose()
+    return rules, overrides
+
+
+def _select(rules: Mapping[str, FlagRule], wanted: Sequence[str], where: str) -> list[str]:
+    if not wanted:
+        return sorted(rules)
+    unknown = [key for key in dict.fromkeys(wanted) if key not in rules]
+    if unknown:
+        names = ", ".join(repr(key) for key in unknown)
+        raise UsageError(f"unknown flag{'s' if len(unknown) > 1 else ''} {names} (not in {where})")
+    return list(dict.fromkeys(wanted))
+
+
+def _json(environment: str, org: str, source: str, results: Mapping[str, Evaluation]) -> str:
+    flags = {
+        key: {
+            "enabled": e.value,
+            "reason": e.reason.value,
+            "bucket": e.bucket,
+            "threshold": e.threshold,
+            "explanation": e.explain(),
+        }
+        for key, e in results.items()
+    }
+    document = {"environment": environment, "org_id": org, "source": source, "flags": flags}
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _text(environment: str, org: str, source: str, results: Mapping[str, Evaluation]) -> str:
+    width = max((len(key) for key in results), default=0)
+    lines = [f"Org {org} in environment {environment} (from the {source}):"]
+    for key, e in results.items():
+        lines.append(f"  {key:<{width}}  {'on ' if e.value else 'off'}  {e.explain()}")
+    if not results:
+        lines.append("  (no flags)")
+    return "\n".join(lines) + "\n"
+
+
+@cli.command("eval")
+@env_option
+@click.option("--org", "org_id", required=True, metavar="ORG_ID", help="The org (a UUID).")
+@click.argument("flag_keys", nargs=-1, metavar="[FLAG]...")
+@click.option("--live", is_flag=True, help="Read the environment's database instead of the YAML.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def eval_(environment: str, org_id: str, flag_keys: Sequence[str], live: bool, fmt: str) -> None:
+    """Show what an org sees of each flag (or of the FLAGs named) and why."""
+    from flagops.rollout import evaluate_rule
+
+    org = _org(org_id)
+    if live:
+        rules, overrides = _from_database(environment, org)
+        source, where = "database", f"the database of environment {environment}"
+    else:
+        rules, overrides = _from_config(environment, org)
+        source, where = "configuration", "flags/"
+    keys = _select(rules, flag_keys, where)
+    results = {key: evaluate_rule(key, org, rules[key], overrides.get(key)) for key in keys}
+    render = _json if fmt == "json" else _text
+    out(render(environment, org, source, results))

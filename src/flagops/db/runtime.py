@@ -1,0 +1,101 @@
+"""Read what applications see of one org: every flag and the org's overrides, under row-level security."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
+from flagops.db.engine import translated
+from flagops.db.tables import feature_flags, org_feature_flags
+from flagops.rollout import FlagRule
+
+_HUNDREDTH = Decimal("0.01")
+
+
+class OrgFlags(NamedTuple):
+    """Every flag's rule by key, and the org's overrides by flag key."""
+
+    rules: dict[str, FlagRule]
+    overrides: dict[str, bool]
+
+
+def reader_url(url: str | URL) -> URL:
+    """The SQLAlchemy URL of an application's database (postgresql:// gets the psycopg driver).
+
+    Raises ValueError for a URL that is not one, or names a database flagops does not support.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError("not a database URL") from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed
+    raise ValueError(f"unsupported database {backend!r} (use postgresql or sqlite)")
+
+
+def reader_engine(url: URL, *, timeout: float, application_name: str = "flagops client") -> sa.Engine:
+    """A small pooled engine for a long-lived reader: connects and runs statements within `timeout`."""
+    if url.get_backend_name() == "sqlite":
+        return sa.create_engine(url, connect_args={"timeout": timeout})
+    milliseconds = max(int(timeout * 1000), 1)
+    given = url.query.get("options", "")
+    options = " ".join(
+        [*([given] if isinstance(given, str) else given), f"-c statement_timeout={milliseconds}"]
+    )
+    return sa.create_engine(
+        url,
+        pool_size=2,
+        max_overflow=6,
+        pool_timeout=timeout,
+        pool_recycle=1800,
+        connect_args={
+            "application_name": application_name[:63],
+            "connect_timeout": max(int(timeout + 0.999), 2),
+            "options": options.strip(),
+        },
+    )
+
+
+def read_org(connection: sa.Connection, org_id: str) -> OrgFlags:
+    """One org's view in one SELECT: all flags, left-joined with the org's overrides.
+
+    `org_id` must be a normalised (lowercase, hyphenated) UUID. On Postgres the transaction first
+    sets `app.org_id` to it, so a role under row-level security sees that org's overrides.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.select(sa.func.set_config("app.org_id", org_id, True)))
+    f, o = feature_flags.c, org_feature_flags.c
+    query = sa.select(f.flag_key, f.enabled_globally, f.rollout_percentage, f.killed, o.enabled).select_from(
+        feature_flags.outerjoin(org_feature_flags, (o.flag_key == f.flag_key) & (o.org_id == org_id))
+    )
+    rules: dict[str, FlagRule] = {}
+    overrides: dict[str, bool] = {}
+    for key, enabled, rollout, killed, override in connection.execute(query):
+        percentage = Decimal(str(rollout if rollout is not None else 0)).quantize(_HUNDREDTH)
+        rules[key] = FlagRule(bool(enabled), percentage, bool(killed))
+        if override is not None:
+            overrides[key] = bool(override)
+    return OrgFlags(rules, overrides)
+
+
+def fetch_org(engine: sa.Engine, org_id: str) -> OrgFlags:
+    """`read_org` in its own transaction; once more on a fresh connection when a pooled one was dead.
+
+    Raises DatabaseError (its message never holds a password) when the database cannot be read.
+    """
+    with translated(engine.url, "reading flags"):
+        try:
+            with engine.begin() as connection:
+                return read_org(connection, org_id)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        with engine.begin() as connection:
+            return read_org(connection, org_id)
