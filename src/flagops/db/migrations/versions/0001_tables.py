@@ -38,12 +38,26 @@ def _create_or_complete(name: str, columns: list[sa.Column[object]], *extra: Any
     if not inspector.has_table(name):
         op.create_table(name, *columns, *extra)
         return True
-    present = {column["name"] for column in inspector.get_columns(name)}
+    present = {column["name"]: column["type"] for column in inspector.get_columns(name)}
     for column in columns:
         if column.name not in present:
             column.primary_key = False
             op.add_column(name, column)
+        elif (
+            isinstance(column.type, sa.Numeric)
+            and isinstance(present[column.name], sa.Integer)
+            and op.get_bind().dialect.name == "postgresql"
+        ):
+            # The older product kept whole percentages; 33.33 must not be stored as 33.
+            op.alter_column(name, column.name, type_=column.type, existing_type=present[column.name])
     return False
+
+
+def _ensure_index(name: str, table: str, columns: list[str]) -> None:
+    """Create the index unless the table already has one on the same leading columns."""
+    existing = sa.inspect(op.get_bind()).get_indexes(table)
+    if not any(index["column_names"][: len(columns)] == columns for index in existing):
+        op.create_index(name, table, columns)
 
 
 def upgrade() -> None:
@@ -66,7 +80,7 @@ def upgrade() -> None:
             name="feature_flags_rollout_percentage_range",
         ),
     )
-    if _create_or_complete(
+    _create_or_complete(
         "org_feature_flags",
         [
             sa.Column("org_id", OrgId, primary_key=True),
@@ -74,9 +88,9 @@ def upgrade() -> None:
             sa.Column("enabled", sa.Boolean, nullable=False),
             *_timestamps(),
         ],
-    ):
-        op.create_index("ix_org_feature_flags_flag_key", "org_feature_flags", ["flag_key"])
-    if _create_or_complete(
+    )
+    _ensure_index("ix_org_feature_flags_flag_key", "org_feature_flags", ["flag_key"])
+    _create_or_complete(
         "feature_flag_audit_log",
         [
             sa.Column("id", BigId, primary_key=True, autoincrement=True),
@@ -97,10 +111,10 @@ def upgrade() -> None:
         sa.CheckConstraint("subject IN ('flag', 'org_override')", name="audit_subject"),
         sa.CheckConstraint("action IN ('create', 'update', 'delete')", name="audit_action"),
         sa.CheckConstraint("source IN ('apply', 'out-of-band', 'kill')", name="audit_source"),
-    ):
-        op.create_index("ix_audit_flag_key", "feature_flag_audit_log", ["flag_key", "changed_at"])
-        op.create_index("ix_audit_org_id", "feature_flag_audit_log", ["org_id", "changed_at"])
-        op.create_index("ix_audit_apply_id", "feature_flag_audit_log", ["apply_id"])
+    )
+    _ensure_index("ix_audit_flag_key", "feature_flag_audit_log", ["flag_key", "changed_at"])
+    _ensure_index("ix_audit_org_id", "feature_flag_audit_log", ["org_id", "changed_at"])
+    _ensure_index("ix_audit_apply_id", "feature_flag_audit_log", ["apply_id"])
     op.create_table(
         "feature_flag_applies",
         sa.Column("id", BigId, primary_key=True, autoincrement=True),

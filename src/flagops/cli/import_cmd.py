@@ -1,0 +1,106 @@
+"""`flags import`: write an environment's database state into the YAML (adopt a database, or accept drift)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from flagops.cli.app import cli, context, env_option, err, out
+
+if TYPE_CHECKING:
+    from flagops.adopt import Adoption, Assignment
+    from flagops.load import Config
+    from flagops.state import State
+
+
+def _header(environment: str) -> Any:
+    def header(path: str) -> str:
+        return f"# Flags adopted from the database of environment {environment} by `flags import`.\nflags:\n"
+
+    return header
+
+
+def _line(a: Assignment) -> str:
+    from flagops.render.common import value
+
+    if a.before is None:
+        return f"  + {a.address}: {value(a.after)}"
+    if a.after is None:
+        return f"  - {a.address} (was {value(a.before)})"
+    return f"  ~ {a.address}: {value(a.before)} -> {value(a.after)}"
+
+
+def _remaining(config: Config, environment: str, actual: State, adoption: Adoption) -> list[str]:
+    """Rows of the database the edited configuration still does not describe (it should be none)."""
+    from flagops.diff import diff
+    from flagops.state import desired_state, restrict
+
+    desired = restrict(desired_state(config, environment), actual.flags)
+    return [c.address for c in diff(desired, actual) if c.flag_key not in adoption.only_in_config]
+
+
+@cli.command(name="import")
+@env_option
+@click.option("--dry-run", is_flag=True, help="Show what would be written without writing.")
+def import_(environment: str, dry_run: bool) -> None:
+    """Write the database state of an environment into the YAML.
+
+    Per-environment values and org overrides go to environments/<env>.yaml, global fields to the
+    flags/ file defining the flag, flags only in the database to flags/imported.yaml; comments and
+    formatting are kept. Afterwards `flags plan` shows no changes for the flags in the database.
+    """
+    from flagops.adopt import adopt
+    from flagops.cli.rewrite import edited_files, validated, write_files
+    from flagops.db import migrate, read
+    from flagops.db.engine import translated
+
+    ctx = context()
+    config = ctx.load()
+    database = ctx.connect(config, environment, "import")
+    with translated(database.url, f"reading environment {environment}"), database.engine.begin() as conn:
+        migrate.require_current(conn, environment)
+        actual = read.read_state(conn)
+        last = read.read_last_apply(conn, environment)
+    adoption = adopt(config, environment, actual, None if last is None else last.snapshot)
+    for warning in adoption.warnings:
+        err(f"warning: {warning}")
+    if not adoption.assignments:
+        out(f"Nothing to import: the configuration of environment {environment} matches its database.")
+        _report_only_in_config(adoption)
+        return
+    edits = adoption.edits()
+    files = edited_files(ctx.config_dir, edits, new_file_header=_header(environment))
+    edited = validated(ctx.config_dir, files)
+    for path in edits:
+        created = "" if (ctx.config_dir / path).exists() else " (new file)"
+        out(f"{path}{created}:")
+        for a in adoption.assignments:
+            if a.path == path:
+                out(_line(a))
+    for address in _remaining(edited, environment, actual, adoption):
+        err(f"warning: {address} still differs from the database after the import")
+    shared = sorted(p for p in edits if not p.startswith("environments/"))
+    others = sorted(n for n in config.environments if n != environment)
+    if shared and others:
+        out(
+            f"Note: {', '.join(shared)} {'is' if len(shared) == 1 else 'are'} shared by every environment;"
+            f" plans for {', '.join(others)} will show these definitions too."
+        )
+    _report_only_in_config(adoption)
+    count = len(adoption.assignments)
+    if dry_run:
+        out(f"Would write {count} value(s) into {len(files)} file(s) (dry run: nothing was written).")
+        return
+    write_files(ctx.config_dir, files)
+    out(
+        f"Imported {count} value(s) from the database of environment {environment} into {len(files)} file(s)."
+    )
+
+
+def _report_only_in_config(adoption: Adoption) -> None:
+    if adoption.only_in_config:
+        out(
+            f"Not in the database, left in the configuration (the next plan creates them):"
+            f" {', '.join(adoption.only_in_config)}"
+        )

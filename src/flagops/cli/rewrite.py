@@ -1,0 +1,94 @@
+"""Write the YAML edits of `promote` and `import` into the configuration: all validated, then written."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from flagops.errors import ConfigError, UsageError
+from flagops.load import ENVIRONMENTS_DIR, Config, load_config
+from flagops.sources import read_sources
+from flagops.yamledit import Edit, apply_edits, flow_style_default
+
+BOM = b"\xef\xbb\xbf"
+
+
+def edited_files(
+    config_dir: Path,
+    edits: Mapping[str, Sequence[Edit]],
+    *,
+    new_file_header: Callable[[str], str] | None = None,
+) -> dict[str, bytes]:
+    """The new content of each file given its edits (relative path -> edits).
+
+    A file that does not exist yet starts as `new_file_header(path)`; without that function a
+    missing file is an error.
+    """
+    result: dict[str, bytes] = {}
+    for relative, changes in edits.items():
+        path = config_dir / relative
+        try:
+            raw = path.read_bytes() if path.exists() else None
+        except OSError as exc:
+            raise UsageError(f"{relative}: cannot read: {exc.strerror}") from None
+        bom = raw is not None and raw.startswith(BOM)
+        if raw is not None:
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise UsageError(f"{relative}: not UTF-8 text") from None
+        elif new_file_header is not None:
+            text = new_file_header(relative)
+        else:
+            raise UsageError(f"{relative}: no such file")
+        is_env = relative.startswith(f"{ENVIRONMENTS_DIR}/")
+        flow = flow_style_default if is_env else (lambda path: False)
+        new = apply_edits(text, changes, flow=flow, name=relative)
+        result[relative] = (BOM if bom else b"") + new.encode("utf-8")
+    return result
+
+
+def validated(config_dir: Path, files: Mapping[str, bytes]) -> Config:
+    """The configuration as it will be once `files` are written; UsageError when it would be invalid."""
+    sources = {**read_sources(config_dir), **files}
+    try:
+        return load_config(sources)
+    except ConfigError as exc:
+        first = exc.problems[0]
+        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+        raise UsageError(
+            f"nothing was written: the edited configuration would not validate: {first}{more}"
+        ) from None
+
+
+def write_files(config_dir: Path, files: Mapping[str, bytes]) -> None:
+    """Write each file through a temporary file renamed over it, keeping its permissions."""
+    for relative, content in files.items():
+        path = config_dir / relative
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(content)
+                if path.exists():
+                    shutil.copymode(path, temporary)
+                else:
+                    os.chmod(temporary, 0o666 & ~_umask())
+                os.replace(temporary, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
+        except OSError as exc:
+            raise UsageError(f"{relative}: cannot write: {exc.strerror}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

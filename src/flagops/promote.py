@@ -1,0 +1,98 @@
+"""Promotion: which per-environment values `flags promote` copies from one environment into another's YAML.
+
+Only `enabled`, `rollout_percentage` and `killed` are promoted, never org overrides. A value is
+copied when the source environment's effective value (its YAML over the flag's definition) differs
+from the target's, and it is copied the way the source states it: a value the source sets is set
+in the target, a value the source leaves to the definition is removed from the target, which then
+follows the definition too. Either way the target's effective value becomes the source's.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flagops.errors import UsageError
+from flagops.load import Config
+from flagops.state import desired_state, plain
+from flagops.yamledit import REMOVE, Edit
+
+PROMOTED_FIELDS = ("enabled", "rollout_percentage", "killed")
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """One value copied into the target: its flag and field, the target's effective value before
+    and after (JSON-ready), and the edit of the target's environment file that copies it."""
+
+    flag_key: str
+    field: str
+    before: Any
+    after: Any
+    edit: Edit
+
+    @property
+    def address(self) -> str:
+        """`lead_scoring.rollout_percentage`: the flag and field, as printed."""
+        return f"{self.flag_key}.{self.field}"
+
+
+def check_direction(config: Config, source: str, target: str) -> None:
+    """Refuse a promotion the target environment does not accept (UsageError).
+
+    The target's `promote_from` must name the source. When it is unset the target takes no
+    promotions at all: production must opt in, so a typo cannot copy values into it.
+    """
+    known = ", ".join(sorted(config.environments)) or "none"
+    for name in (source, target):
+        if name not in config.environments:
+            raise UsageError(f"unknown environment {name!r} (known: {known})")
+    if source == target:
+        raise UsageError(f"cannot promote environment {source} into itself")
+    env = config.environment(target)
+    allowed = env.spec.promote_from
+    if allowed is None:
+        raise UsageError(
+            f"environment {target} takes no promotions: {env.path} has no promote_from;"
+            f" add `promote_from: {source}` to it to promote from {source}"
+        )
+    if allowed != source:
+        raise UsageError(
+            f"environment {target} takes promotions only from {allowed}"
+            f" (promote_from in {env.path}), not from {source}"
+        )
+
+
+def select_flags(config: Config, patterns: Sequence[str]) -> list[str]:
+    """The flag keys matching any of the glob patterns (all flags when none), sorted.
+
+    A pattern that matches no flag is refused (UsageError): it is most likely a typo.
+    """
+    keys = sorted(config.flags)
+    if not patterns:
+        return keys
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(k, p) for k in keys)]
+    if unmatched:
+        raise UsageError(f"--flag matches no flag: {', '.join(unmatched)}")
+    return [k for k in keys if any(fnmatch.fnmatchcase(k, p) for p in patterns)]
+
+
+def promotions(config: Config, source: str, target: str, flag_keys: Sequence[str]) -> list[Promotion]:
+    """The values to copy from `source` into `target` for the given flags, in flag then field order."""
+    have = desired_state(config, target).flags
+    want = desired_state(config, source).flags
+    stated = config.environment(source).spec.flags
+    found: list[Promotion] = []
+    for key in flag_keys:
+        values = stated.get(key)
+        for field in PROMOTED_FIELDS:
+            before = getattr(have[key], field)
+            after = getattr(want[key], field)
+            if before == after:
+                continue
+            explicit = None if values is None else getattr(values, field)
+            edit = Edit(("flags", key, field), REMOVE if explicit is None else explicit)
+            found.append(Promotion(key, field, plain(field, before), plain(field, after), edit))
+    return found
