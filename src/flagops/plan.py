@@ -123,10 +123,12 @@ def guard(
     allow_delete: bool,
     overwrite_drift: bool,
     environment_file: str,
+    last_applied: State | None = None,
 ) -> tuple[Blocked, ...]:
     """The changes that the guards refuse, given the apply's options.
 
-    - a flag whose database row is protected is never deleted;
+    - a flag whose database row is protected is never deleted, nor one the last apply left
+      protected (setting `protected = false` by hand does not lift it: an apply must);
     - deletes need --allow-delete or `allow_delete: true` in the environment file;
     - a change to a row that drifted needs --overwrite-drift.
     """
@@ -136,11 +138,15 @@ def guard(
     for change in changes:
         if change.action == Action.DELETE:
             row = actual.flags.get(change.flag_key)
-            if change.subject == Subject.FLAG and row is not None and row.protected:
+            applied = last_applied.flags.get(change.flag_key) if last_applied is not None else None
+            if change.subject == Subject.FLAG and (
+                (row is not None and row.protected) or (applied is not None and applied.protected)
+            ):
+                where = "in the database" if row is not None and row.protected else "by the last apply"
                 blocked.append(
                     Blocked(
                         change.address,
-                        "flag is protected in the database; restore its YAML, apply it with"
+                        f"flag is protected {where}; restore its YAML, apply it with"
                         " protected: false, then delete it",
                     )
                 )

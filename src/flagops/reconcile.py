@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy.engine import URL
 
-from flagops.db import lock, migrate, read, write
+from flagops.db import kill, lock, migrate, read, write
 from flagops.db.engine import open_engine, resolve_url, translated
 from flagops.diff import diff, find_drift
 from flagops.errors import BlockedError, StalePlanError, UsageError
 from flagops.load import Config, Environment
-from flagops.plan import Action, Change, Plan, Subject, guard
+from flagops.model import FLAG_KEY_PATTERN, ORG_ID_PATTERN, FlagDefinition, is_flag_key
+from flagops.plan import Action, Change, Drift, Plan, Subject, guard
 from flagops.state import (
+    FLAG_FIELDS,
     OverrideKey,
     State,
     desired_state,
@@ -72,10 +76,10 @@ def make_plan(
         if targets:
             check_targets(targets, desired, actual)
         scope = list(targets) if targets else None
-        last_state = restrict(last.snapshot, scope) if last else None
+        baseline = last.snapshot if last is not None else kill.baseline_before_kills(conn, actual)
+        last_state = restrict(baseline, scope) if baseline is not None else None
         drift, adopted = find_drift(restrict(desired, scope), restrict(actual, scope), last_state)
-        if last is not None:
-            drift = read.with_provenance(conn, drift, last.finished_at)
+        drift = read.with_provenance(conn, drift)
     changes = diff(restrict(desired, scope), restrict(actual, scope))
     blocked = guard(
         changes,
@@ -84,6 +88,7 @@ def make_plan(
         allow_delete=env.spec.allow_delete,
         overwrite_drift=False,
         environment_file=env.path,
+        last_applied=baseline,
     )
     return Plan(
         environment=env.name,
@@ -98,6 +103,57 @@ def make_plan(
         targets=tuple(targets) if targets else None,
         adopted=adopted,
     )
+
+
+def _invalid(change: Change) -> str | None:
+    """Why a change could not have come from a valid configuration, or None when it could."""
+    if not is_flag_key(change.flag_key):
+        return f"flag key {change.flag_key!r} does not match {FLAG_KEY_PATTERN}"
+    if (change.after is None) != (change.action == Action.DELETE):
+        return "only a delete has no 'after' values"
+    if change.subject == Subject.OVERRIDE:
+        if not re.fullmatch(ORG_ID_PATTERN, change.org_id or ""):
+            return f"org id {change.org_id!r} is not a lowercase UUID"
+        if change.after is not None and (
+            set(change.after) != {"enabled"} or type(change.after["enabled"]) is not bool
+        ):
+            return "an org override's 'after' must be {\"enabled\": true|false}"
+        return None
+    if change.after is None:
+        return None
+    unknown = set(change.after) - set(FLAG_FIELDS)
+    if unknown:
+        return f"unknown field(s) {', '.join(sorted(unknown))}"
+    if change.action == Action.CREATE and set(change.after) != set(FLAG_FIELDS):
+        return f"a created flag needs every field ({', '.join(FLAG_FIELDS)})"
+    values = {"name": "-", **change.after}
+    if isinstance(values.get("expires"), str):
+        try:
+            values["expires"] = dt.date.fromisoformat(values["expires"])
+        except ValueError:
+            return f"expires: not an ISO date: {values['expires']!r}"
+    try:
+        FlagDefinition.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        return f"{'.'.join(str(p) for p in first['loc'])}: {message}"
+    return None
+
+
+def check_changes(changes: Sequence[Change]) -> None:
+    """Refuse a (hand-edited) saved plan whose values no valid configuration could produce."""
+    # An address built from refused values may hold a line break: escaped, the message stays one line.
+    problems = [
+        f"{c.address.encode('unicode_escape').decode()}: {why}"
+        for c in changes
+        if (why := _invalid(c)) is not None
+    ]
+    if problems:
+        raise UsageError(
+            f"the plan holds values no configuration could produce ({'; '.join(problems[:5])});"
+            " nothing was written. Run flags plan again."
+        )
 
 
 def apply_changes(state: State, changes: Sequence[Change]) -> State:
@@ -142,10 +198,12 @@ def apply_plan(
     env = database.environment
     if plan.environment != env.name:
         raise UsageError(f"the plan is for environment {plan.environment}, not {env.name}")
+    check_changes(plan.changes)
     started = dt.datetime.now(dt.UTC)
     with translated(database.url, f"applying to environment {env.name}"), database.engine.begin() as conn:
         lock.acquire(conn, env.name, lock_timeout)
         migrate.require_current(conn, env.name)
+        kill.hold_flag_rows(conn)
         actual = read.read_state(conn)
         before_hash = state_hash(actual)
         if before_hash != plan.state_hash:
@@ -153,20 +211,27 @@ def apply_plan(
                 f"plan is stale: environment {env.name} changed since the plan was made"
                 f" ({plan.created_at}); nothing was written. Run flags plan again."
             )
+        last = read.read_last_apply(conn, env.name)
+        baseline = last.snapshot if last is not None else kill.baseline_before_kills(conn, actual)
+        scope = list(plan.targets) if plan.targets else None
+        after = apply_changes(actual, plan.changes)
+        # Drift is found again under the lock, not taken from the plan file.
+        drift: list[Drift] = []
+        if baseline is not None and not overwrite_drift:
+            drift, _ = find_drift(restrict(after, scope), restrict(actual, scope), restrict(baseline, scope))
+            drift = read.with_provenance(conn, drift)
         blocked = guard(
             plan.changes,
-            plan.drift,
+            drift,
             actual,
             allow_delete=allow_delete or env.spec.allow_delete,
             overwrite_drift=overwrite_drift,
             environment_file=env.path,
+            last_applied=baseline,
         )
         if blocked:
             raise BlockedError([f"{b.address}: {b.reason}" for b in blocked])
-        last = read.read_last_apply(conn, env.name)
-        scope = list(plan.targets) if plan.targets else None
-        after = apply_changes(actual, plan.changes)
-        base = last.snapshot if last is not None else actual
+        base = baseline if baseline is not None else actual
         snapshot = merge(base, restrict(after, scope), scope)
         if (
             not plan.changes

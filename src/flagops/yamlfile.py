@@ -111,8 +111,10 @@ class _Builder:
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
-                    "found a mapping key that is not a plain value", key_node.start_mark,
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "found a mapping key that is not a plain value",
+                    key_node.start_mark,
                 )
             key = key_node.value
             if key in result:
@@ -124,8 +126,10 @@ class _Builder:
                 merged = self.build(source)
                 if not isinstance(merged, dict):
                     raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        "a merge key (<<) needs a mapping or a list of mappings", source.start_mark,
+                        "while constructing a mapping",
+                        node.start_mark,
+                        "a merge key (<<) needs a mapping or a list of mappings",
+                        source.start_mark,
                     )
                 for key, value in merged.items():
                     result.setdefault(key, value)

@@ -2,7 +2,9 @@
 
 from flagops.cli import core as core
 from flagops.cli import eval as eval
+from flagops.cli import history as history
 from flagops.cli import import_cmd as import_cmd
+from flagops.cli import kill as kill
 from flagops.cli import lint as lint
 from flagops.cli import promote as promote
 from flagops.cli import schema as schema

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 import click
 
 from flagops.cli.app import cli, context, env_option, err, out, target_option
-from flagops.errors import UsageError
+from flagops.errors import StalePlanError, UsageError
 
 if TYPE_CHECKING:
     from flagops.plan import Plan
 
 EXIT_CHANGES = 2
 EXIT_BLOCKED = 5
+STALE_RETRIES = 3
 
 
 @cli.command()
@@ -138,14 +139,25 @@ def apply(
         out(render_text(reviewed, color=ctx.color))
         if reviewed.has_changes and not auto_approve:
             _confirm(environment)
-    result = apply_plan(
-        database,
-        reviewed,
-        actor=ctx.actor,
-        allow_delete=allow_delete,
-        overwrite_drift=overwrite_drift,
-        lock_timeout=lock_timeout,
-    )
+    for attempt in range(1, STALE_RETRIES + 1):
+        try:
+            result = apply_plan(
+                database,
+                reviewed,
+                actor=ctx.actor,
+                allow_delete=allow_delete,
+                overwrite_drift=overwrite_drift,
+                lock_timeout=lock_timeout,
+            )
+            break
+        except StalePlanError:
+            # A plan nobody reviewed (--auto-approve) is made again when another apply got the lock
+            # first; a reviewed or saved plan is never swapped for a new one.
+            if plan_file is not None or not auto_approve or attempt == STALE_RETRIES:
+                raise
+            err(f"Environment {environment} changed while this apply waited for the lock; planning again.")
+            reviewed = make_plan(config, database, targets=list(targets) or None, git_commit=ctx.git_commit())
+            out(render_text(reviewed, color=ctx.color))
     if result.apply_id is None:
         if plan_file is not None:
             out(f"No changes. Environment {environment} matches the configuration.")

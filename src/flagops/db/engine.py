@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from flagops.errors import DatabaseError, LockTimeoutError, UsageError
+from flagops.errors import DatabaseError, FlagopsError, LockTimeoutError, UsageError
 from flagops.load import Environment
 
 
@@ -47,9 +49,14 @@ def resolve_url(environment: Environment, config_dir: Path, environ: Mapping[str
     raise UsageError(f"{source}: unsupported database {backend!r} (use postgresql or sqlite)")
 
 
+def _is_password(key: str) -> bool:
+    return key.lower() == "password"
+
+
 def redact(url: URL) -> str:
-    """The URL as it may be printed: never with its password."""
-    return url.render_as_string(hide_password=True)
+    """The URL as it may be printed: never with its password (in its userinfo or its query)."""
+    query = {k: "***" if _is_password(k) else v for k, v in url.query.items()}
+    return url.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
 def open_engine(
@@ -85,9 +92,24 @@ def open_engine(
 
 
 def _scrub(message: str, url: URL) -> str:
-    if url.password:
-        message = message.replace(str(url.password), "***")
+    secrets = [str(url.password)] if url.password else []
+    for key, value in url.query.items():
+        if _is_password(key):
+            secrets.extend([value] if isinstance(value, str) else value)
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
     return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", message)
+
+
+def _driver_error(original: str, url: URL, action: str) -> FlagopsError:
+    """One line from a driver's message: up to 3 lines before its CONTEXT (which quotes data)."""
+    lines = original.strip().splitlines()
+    context = next((i for i, line in enumerate(lines) if line.startswith("CONTEXT:")), len(lines))
+    first = " ".join(line.strip() for line in lines[: min(context, 3)])
+    if url.get_backend_name() == "sqlite" and "database is locked" in original:
+        return LockTimeoutError(f"{action}: the SQLite database {redact(url)} is locked by another writer")
+    return DatabaseError(f"{action}: {_scrub(first, url)} ({redact(url)})")
 
 
 @contextlib.contextmanager
@@ -96,12 +118,8 @@ def translated(url: URL, action: str) -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        original = str(exc.orig) if exc.orig is not None else str(exc)
-        first = " ".join(line.strip() for line in original.strip().splitlines()[:3])
-        if url.get_backend_name() == "sqlite" and "database is locked" in original:
-            raise LockTimeoutError(
-                f"{action}: the SQLite database {redact(url)} is locked by another writer"
-            ) from None
-        raise DatabaseError(f"{action}: {_scrub(first, url)} ({redact(url)})") from None
+        raise _driver_error(str(exc.orig) if exc.orig is not None else str(exc), url, action) from None
+    except (psycopg.Error, sqlite3.Error) as exc:  # raised through raw driver cursors (COPY, fetches)
+        raise _driver_error(str(exc), url, action) from None
     except SQLAlchemyError as exc:
         raise DatabaseError(f"{action}: {_scrub(str(exc).splitlines()[0], url)}") from None

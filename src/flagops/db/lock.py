@@ -44,6 +44,7 @@ def _holder(connection: sa.Connection, key: int) -> str:
             "SELECT a.pid, a.usename, a.application_name, a.client_addr::text, a.xact_start"
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND l.classid::bigint = :hi AND l.objid::bigint = :lo"
         ),
         {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF},

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -87,33 +88,58 @@ def read_last_apply(connection: sa.Connection, environment: str) -> LastApply | 
     return LastApply(row.apply_id, row.finished_at, decode_snapshot(row.snapshot))
 
 
-def with_provenance(connection: sa.Connection, drift: Iterable[Drift], since: dt.datetime) -> list[Drift]:
-    """`drift` with who changed each row and when, from the newest audit row not written by apply."""
+_PROVENANCE_CHUNK = 500
+
+
+def with_provenance(connection: sa.Connection, drift: Iterable[Drift]) -> list[Drift]:
+    """`drift` with who changed each row and when, from the newest audit row about that row.
+
+    The newest row wins whatever its age (a row outside a partial apply's --target keeps its older
+    baseline). When that row is an apply's, nothing that flags knows changed the row since (a change
+    on SQLite, which has no triggers, or with the triggers off): who and when stay unknown.
+    """
     entries = list(drift)
     if not entries:
         return entries
-    wanted = {(d.flag_key, d.org_id) for d in entries}
-    newest: dict[tuple[str, str | None], tuple[str, str, str]] = {}
-    query = (
-        sa.select(
-            audit_log.c.flag_key,
-            audit_log.c.org_id,
-            audit_log.c.actor,
-            audit_log.c.changed_at,
-            audit_log.c.source,
-        )
-        .where(audit_log.c.source != "apply", audit_log.c.changed_at >= since)
-        .order_by(audit_log.c.id)
-    )
-    for flag_key, org_id, actor, changed_at, source in connection.execute(query):
-        key = (flag_key, str(org_id) if org_id is not None else None)
-        if key in wanted:
-            stamp = changed_at.isoformat() if isinstance(changed_at, dt.datetime) else str(changed_at)
-            newest[key] = (actor, stamp, source)
+    a = audit_log.c
+    flag_keys = sorted({d.flag_key for d in entries if d.org_id is None})
+    override_keys = sorted({(d.flag_key, d.org_id) for d in entries if d.org_id is not None})
+    conditions: list[sa.ColumnElement[bool]] = []
+    for i in range(0, len(flag_keys), _PROVENANCE_CHUNK):
+        chunk = flag_keys[i : i + _PROVENANCE_CHUNK]
+        conditions.append((a.subject == "flag") & a.flag_key.in_(chunk))
+    for i in range(0, len(override_keys), _PROVENANCE_CHUNK):
+        pairs = override_keys[i : i + _PROVENANCE_CHUNK]
+        conditions.append((a.subject == "org_override") & sa.tuple_(a.flag_key, a.org_id).in_(pairs))
+    newest: dict[tuple[str, str | None], tuple[Any, ...]] = {}
+    for condition in conditions:
+        query = sa.select(
+            a.subject, a.flag_key, a.org_id, a.actor, a.changed_at, a.source, a.action, a.new_value
+        ).where(condition)
+        for subject, flag_key, org_id, *values in connection.execute(query.order_by(a.id)):
+            key = (flag_key, str(org_id) if subject != "flag" and org_id is not None else None)
+            newest[key] = tuple(values)
     result = []
     for entry in entries:
         found = newest.get((entry.flag_key, entry.org_id))
         if found is not None:
-            entry = entry._replace(changed_by=found[0], changed_at=found[1], source=found[2])
+            actor, changed_at, source, action, new_value = found
+            if source != "apply" and _explains(action, new_value, entry.actual):
+                entry = entry._replace(changed_by=actor, changed_at=_stamp(changed_at), source=source)
         result.append(entry)
     return result
+
+
+def _explains(action: str, new_value: Any, actual: Mapping[str, Any] | None) -> bool:
+    """Whether an audit row leaves the row as it now is (else a later, unaudited change did)."""
+    if action == "delete" or actual is None:
+        return action == "delete" and actual is None
+    return isinstance(new_value, Mapping) and all(actual.get(k) == v for k, v in new_value.items())
+
+
+def _stamp(changed_at: object) -> str:
+    if isinstance(changed_at, dt.datetime):
+        if changed_at.tzinfo is None:  # SQLite keeps no zone; flagops writes UTC there
+            changed_at = changed_at.replace(tzinfo=dt.UTC)
+        return changed_at.astimezone(dt.UTC).isoformat(timespec="seconds")
+    return str(changed_at)

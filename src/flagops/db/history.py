@@ -1,0 +1,100 @@
+"""Read an environment's audit log, newest first: applies, out-of-band changes and kills."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from flagops.db import migrate
+from flagops.db.engine import translated
+from flagops.db.tables import applies, audit_log
+
+ENTRY_FIELDS = (
+    "id",
+    "changed_at",
+    "environment",
+    "source",
+    "actor",
+    "subject",
+    "flag_key",
+    "org_id",
+    "action",
+    "old_value",
+    "new_value",
+    "apply_id",
+    "git_commit",
+    "reason",
+    "targets",
+)
+"""The keys of one history entry; `targets` is the --target list of a partial apply, else None."""
+
+
+def _utc(value: Any) -> Any:
+    # SQLite keeps no time zone: flagops writes UTC there, and so does CURRENT_TIMESTAMP.
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def read_history(
+    connection: sa.Connection, *, flag_key: str | None = None, org_id: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Up to `limit` audit entries as plain dicts (keys: ENTRY_FIELDS), newest first.
+
+    Every row of the database's log is the environment's (one database holds one environment; the
+    triggers stamp the database name, not the environment's, on out-of-band rows), so rows are
+    filtered only by flag and org.
+    """
+    a = audit_log.c
+    query = (
+        sa.select(
+            a.id,
+            a.changed_at,
+            a.environment,
+            a.source,
+            a.actor,
+            a.subject,
+            a.flag_key,
+            a.org_id,
+            a.action,
+            a.old_value,
+            a.new_value,
+            a.apply_id,
+            a.git_commit,
+            a.reason,
+            applies.c.targets,
+        )
+        .select_from(audit_log.outerjoin(applies, applies.c.apply_id == a.apply_id))
+        .order_by(a.id.desc())
+        .limit(limit)
+    )
+    if flag_key is not None:
+        query = query.where(a.flag_key == flag_key)
+    if org_id is not None:
+        query = query.where(a.org_id == org_id)
+    entries = []
+    for row in connection.execute(query):
+        entry = dict(zip(ENTRY_FIELDS, row, strict=True))
+        entry["changed_at"] = _utc(entry["changed_at"])
+        if entry["org_id"] is not None:
+            entry["org_id"] = str(entry["org_id"])
+        entries.append(entry)
+    return entries
+
+
+def history(
+    engine: sa.Engine,
+    url: URL,
+    environment: str,
+    *,
+    flag_key: str | None = None,
+    org_id: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """The audit log of an environment's database (see `read_history`), schema checked first."""
+    with translated(url, f"reading the history of environment {environment}"), engine.begin() as conn:
+        migrate.require_current(conn, environment)
+        return read_history(conn, flag_key=flag_key, org_id=org_id, limit=limit)

@@ -1,0 +1,150 @@
+"""The emergency off switch in the database: set `killed` on one flag in one short, audited transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+
+from flagops.db import migrate
+from flagops.db.engine import translated
+from flagops.db.tables import audit_log, feature_flags
+from flagops.errors import LockTimeoutError, UsageError
+from flagops.plan import Subject
+from flagops.state import State
+
+ROW_LOCK_TIMEOUT = 5.0
+"""Seconds a kill waits for the flag's row when an apply (or anyone) holds it; then it gives up."""
+
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """What `kill` found or did: `done` False when the flag was already killed (nothing written).
+
+    `actor`, `reason` and `changed_at` are those of this kill, or of the earlier kill the audit log
+    knows when the flag was already killed (None when it does not know one).
+    """
+
+    flag_key: str
+    done: bool
+    actor: str | None
+    reason: str | None
+    changed_at: dt.datetime | None
+
+
+def kill(engine: sa.Engine, url: URL, environment: str, flag_key: str, *, actor: str, reason: str) -> Kill:
+    """Set `killed = true` on one flag and write its `kill` audit row, in one transaction.
+
+    Takes no apply lock (an emergency does not queue behind applies) but the flag's row lock, waiting
+    at most ROW_LOCK_TIMEOUT seconds for an apply in progress, which holds every flag row until it
+    commits: the kill then lands after the apply and shows as drift, never overwritten by it.
+    Raises UsageError for a flag the database does not have, LockTimeoutError when the row stayed
+    locked. A flag already killed is left alone: nothing is written.
+    """
+    with translated(url, f"killing flag {flag_key} in environment {environment}"), engine.begin() as conn:
+        migrate.require_current(conn, environment)
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            conn.execute(
+                sa.select(
+                    sa.func.set_config("lock_timeout", f"{int(ROW_LOCK_TIMEOUT * 1000)}ms", True),
+                    sa.func.set_config("flagops.kill", actor, True),
+                )
+            )
+        ff = feature_flags.c
+        query = sa.select(ff.killed).where(ff.flag_key == flag_key)
+        if postgres:
+            query = query.with_for_update(key_share=True)
+        try:
+            killed = conn.execute(query).scalar()
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                raise LockTimeoutError(
+                    f"flag {flag_key} in environment {environment} is locked by another transaction"
+                    f" (an apply in progress?); gave up after {ROW_LOCK_TIMEOUT:g}s, nothing was written;"
+                    " try again"
+                ) from None
+            raise
+        if killed is None:
+            raise UsageError(f"flag {flag_key} does not exist in the database of environment {environment}")
+        if killed:
+            earlier = _last_kill(conn, flag_key)
+            if earlier is None:
+                return Kill(flag_key, False, None, None, None)
+            return Kill(flag_key, False, earlier.actor, earlier.reason, earlier.changed_at)
+        now = dt.datetime.now(dt.UTC)
+        conn.execute(
+            feature_flags.update().where(ff.flag_key == flag_key).values(killed=True, updated_at=now)
+        )
+        conn.execute(
+            audit_log.insert().values(
+                apply_id=None,
+                environment=environment,
+                subject=Subject.FLAG.value,
+                flag_key=flag_key,
+                org_id=None,
+                action="update",
+                old_value={"killed": False},
+                new_value={"killed": True},
+                actor=actor,
+                source="kill",
+                git_commit=None,
+                reason=reason,
+                changed_at=now,
+            )
+        )
+    return Kill(flag_key, True, actor, reason, now)
+
+
+def _last_kill(connection: sa.Connection, flag_key: str) -> Any:
+    a = audit_log.c
+    return connection.execute(
+        sa.select(a.actor, a.reason, a.changed_at)
+        .where(a.flag_key == flag_key, a.subject == Subject.FLAG.value, a.source == "kill")
+        .order_by(a.id.desc())
+        .limit(1)
+    ).first()
+
+
+def hold_flag_rows(connection: sa.Connection) -> None:
+    """Lock every flag row until the transaction ends (Postgres), so an apply never overwrites a kill.
+
+    An apply calls this before it reads the state: a kill that committed earlier is in what it reads
+    (a saved plan is then stale), a later one waits for the apply to commit. SQLite needs nothing:
+    an apply's BEGIN IMMEDIATE already excludes every other writer.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.select(feature_flags.c.flag_key).with_for_update(key_share=True)).all()
+
+
+def baseline_before_kills(connection: sa.Connection, actual: State) -> State | None:
+    """The drift baseline of an environment never applied: its state with its kills undone.
+
+    Without an apply there is no snapshot to compare with, hence no drift -- except for the flags
+    `flags kill` turned off, which must still show as drift so that the first apply does not silently
+    switch them back on. None when there is no such flag (no baseline at all).
+    """
+    killed = {key for key, row in actual.flags.items() if row.killed}
+    if not killed:
+        return None
+    a = audit_log.c
+    newest: dict[str, str] = {}
+    rows = connection.execute(
+        sa.select(a.flag_key, a.source, a.new_value)
+        .where(a.subject == Subject.FLAG.value, a.flag_key.in_(sorted(killed)))
+        .order_by(a.id)
+    )
+    for key, source, new_value in rows:
+        if isinstance(new_value, dict) and "killed" in new_value:
+            newest[key] = source  # the newest row that set `killed` says who did
+    undone = {key for key, source in newest.items() if source == "kill"}
+    if not undone:
+        return None
+    flags = {key: row._replace(killed=False) if key in undone else row for key, row in actual.flags.items()}
+    return State(flags, actual.overrides)
