@@ -407,7 +407,7 @@ def test_unreachable_database_is_one_line_without_the_password(
     assert "s3cretpw" not in result.output
     assert "***" in result.stderr
     assert "Traceback" not in result.output
-    action = "initialising" if command == "init" else "reading"
+    action = {"init": "initialising", "apply": "applying to"}.get(command, "reading")
     assert result.stderr.startswith(f"{action} environment test: ")
 
 

@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagops.diff import diff, find_drift
+from flagops.diff import apply_changes, diff, find_drift
 from flagops.plan import Action, Blocked, Change, Drift, Subject, guard
-from flagops.reconcile import apply_changes
 from flagops.state import EMPTY, FlagRow, State, flag_dict
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
-from flagops.diff import diff
-from flagops.reconcile import apply_changes, connect, make_plan
+from flagops.diff import apply_changes, diff
+from flagops.reconcile import connect, make_plan
 from flagops.state import EMPTY, FlagRow, State
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from flagops.plan import Action, Change, Drift, Subject
-from flagops.state import FLAG_FIELDS, FlagRow, OverrideKey, State, flag_dict, plain
+from flagops.state import FLAG_FIELDS, FlagRow, OverrideKey, State, flag_dict, flag_from_dict, plain
 
 
 def _changed_fields(old: FlagRow, new: FlagRow) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -106,3 +106,27 @@ def find_drift(desired: State, actual: State, last_applied: State | None) -> tup
             )
         )
     return found, adopted
+
+
+def apply_changes(state: State, changes: Sequence[Change]) -> State:
+    """The state that results from applying `changes` to `state` (pure)."""
+    flags = dict(state.flags)
+    overrides: dict[OverrideKey, bool] = dict(state.overrides)
+    for c in changes:
+        if c.subject == Subject.FLAG:
+            if c.action == Action.DELETE:
+                del flags[c.flag_key]
+            elif c.action == Action.CREATE:
+                assert c.after is not None
+                flags[c.flag_key] = flag_from_dict(c.after)
+            else:
+                assert c.after is not None
+                flags[c.flag_key] = flag_from_dict({**flag_dict(flags[c.flag_key]), **c.after})
+        else:
+            key = (c.flag_key, c.org_id or "")
+            if c.action == Action.DELETE:
+                del overrides[key]
+            else:
+                assert c.after is not None
+                overrides[key] = bool(c.after["enabled"])
+    return State(flags, overrides)

@@ -150,6 +150,12 @@ def state_hash(state: State) -> str:
     return "sha256:" + hashlib.sha256(_canonical(state)).hexdigest()
 
 
+def fingerprint(state: State) -> tuple[str, bytes]:
+    """`state_hash(state)` and `encode_snapshot(state)` from one canonical encoding."""
+    canonical = _canonical(state)
+    return "sha256:" + hashlib.sha256(canonical).hexdigest(), zlib.compress(canonical, 6)
+
+
 def encode_snapshot(state: State) -> bytes:
     """A compact (compressed) snapshot of a state, stored by apply to detect drift later."""
     return zlib.compress(_canonical(state), 6)

@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING
 import click
 
 from flagops.cli.app import cli, context, env_option, err, out, target_option
-from flagops.errors import StalePlanError, UsageError
+from flagops.errors import UsageError
 
 if TYPE_CHECKING:
     from flagops.plan import Plan
 
 EXIT_CHANGES = 2
 EXIT_BLOCKED = 5
-STALE_RETRIES = 3
 
 
 @cli.command()
@@ -120,7 +119,7 @@ def apply(
 ) -> int:
     """Apply a saved plan, or plan and apply after confirmation, in one transaction."""
     from flagops.planfile import loads
-    from flagops.reconcile import apply_plan, make_plan
+    from flagops.reconcile import apply_plan, plan_and_apply
     from flagops.render.text import render_text
 
     ctx = context()
@@ -133,31 +132,32 @@ def apply(
             text = plan_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"{plan_file}: cannot read the plan: {exc}") from None
-        reviewed = loads(text, str(plan_file))
+        result = apply_plan(
+            database,
+            loads(text, str(plan_file)),
+            actor=ctx.actor,
+            allow_delete=allow_delete,
+            overwrite_drift=overwrite_drift,
+            lock_timeout=lock_timeout,
+        )
     else:
-        reviewed = make_plan(config, database, targets=list(targets) or None, git_commit=ctx.git_commit())
-        out(render_text(reviewed, color=ctx.color))
-        if reviewed.has_changes and not auto_approve:
-            _confirm(environment)
-    for attempt in range(1, STALE_RETRIES + 1):
-        try:
-            result = apply_plan(
-                database,
-                reviewed,
-                actor=ctx.actor,
-                allow_delete=allow_delete,
-                overwrite_drift=overwrite_drift,
-                lock_timeout=lock_timeout,
-            )
-            break
-        except StalePlanError:
-            # A plan nobody reviewed (--auto-approve) is made again when another apply got the lock
-            # first; a reviewed or saved plan is never swapped for a new one.
-            if plan_file is not None or not auto_approve or attempt == STALE_RETRIES:
-                raise
-            err(f"Environment {environment} changed while this apply waited for the lock; planning again.")
-            reviewed = make_plan(config, database, targets=list(targets) or None, git_commit=ctx.git_commit())
-            out(render_text(reviewed, color=ctx.color))
+
+        def review(plan: Plan) -> None:
+            out(render_text(plan, color=ctx.color))
+            if plan.has_changes and not auto_approve:
+                _confirm(environment)
+
+        result = plan_and_apply(
+            config,
+            database,
+            targets=list(targets) or None,
+            git_commit=ctx.git_commit(),
+            review=review,
+            actor=ctx.actor,
+            allow_delete=allow_delete,
+            overwrite_drift=overwrite_drift,
+            lock_timeout=lock_timeout,
+        )
     if result.apply_id is None:
         if plan_file is not None:
             out(f"No changes. Environment {environment} matches the configuration.")
