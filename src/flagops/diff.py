@@ -37,13 +37,13 @@ def diff_overrides(
     desired: Mapping[OverrideKey, bool], actual: Mapping[OverrideKey, bool]
 ) -> Iterator[Change]:
     """Creates, updates and deletes of org overrides, by flag then org."""
-    changed = desired.items() - actual.items()
-    removed = actual.keys() - desired.keys()
-    keys = sorted({key for key, _ in changed} | removed)
-    for flag_key, org_id in keys:
-        key = (flag_key, org_id)
+    old_of = actual.get
+    differing = [key for key, new in desired.items() if old_of(key) != new]
+    removed = [key for key in actual if key not in desired]
+    for key in sorted(differing + removed):
+        flag_key, org_id = key
         new = desired.get(key)
-        old = actual.get(key)
+        old = old_of(key)
         if new is None:
             yield Change(Subject.OVERRIDE, Action.DELETE, flag_key, org_id, {"enabled": old}, None)
         elif old is None:

@@ -49,6 +49,20 @@ def _position(mark: Any) -> Position:
 class _Loader(yaml.CSafeLoader):
     """libyaml's safe loader whose scalar errors carry a position (used for the uncommon tags)."""
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._resolved: dict[str, str] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        # libyaml asks for the tag of every plain scalar; a config file repeats few of them
+        # (true, false, flag keys), so remember each answer instead of running the regexes again.
+        if kind is yaml.ScalarNode and implicit == (True, False):
+            tag = self._resolved.get(value)
+            if tag is None:
+                tag = self._resolved[value] = super().resolve(kind, value, implicit)
+            return tag
+        return super().resolve(kind, value, implicit)
+
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep=deep)

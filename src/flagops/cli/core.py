@@ -84,7 +84,7 @@ def plan(
     out(_render(result, fmt, ctx.color))
     if out_file is not None:
         try:
-            out_file.write_text(dumps(result), encoding="utf-8")
+            out_file.write_text(dumps(result, indent=None), encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"{out_file}: cannot write the plan: {exc.strerror}") from None
         err(f"Saved the plan to {out_file}; apply it with: flags apply --env {environment} {out_file}")
