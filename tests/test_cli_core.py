@@ -472,3 +472,54 @@ def test_invalid_configuration_never_reaches_the_database(db_url: str, make_repo
         "plan", "--env", "test", env={"FLAGS_TEST_URL": "postgresql://u:p@127.0.0.1:1/x"}
     )
     assert (unreachable.exit_code, unreachable.stderr) == (1, expected)
+
+
+def test_saved_plan_applies_without_the_yaml(db_url: str, make_repo: Any, tmp_path: Path) -> None:
+    """A saved plan carries its environment's database settings, so the apply job needs only the plan
+    file and the URL variable: not the flag files, which may have moved on since the review."""
+    import shutil
+
+    repo = make_repo(db_url)
+    assert repo.flags("init", "--env", "test").exit_code == 0
+    saved = tmp_path / "plan.json"
+    assert repo.flags("plan", "--env", "test", "--out", str(saved)).exit_code == 0
+    assert json.loads(saved.read_text())["settings"] == {
+        "environment_file": "environments/test.yaml",
+        "database": {"url_env": "FLAGS_TEST_URL"},
+        "allow_delete": False,
+    }
+    shutil.rmtree(repo.path / "flags")
+    shutil.rmtree(repo.path / "environments")
+    result = repo.flags("apply", "--env", "test", str(saved))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Apply complete! 2 added, 0 changed, 0 destroyed in environment test")
+    assert len(_everything(db_url)["feature_flags"]) == 2
+
+
+def test_saved_plan_with_a_password_in_its_url_is_refused(make_repo: Any, tmp_path: Path) -> None:
+    repo = make_repo("sqlite:///unused.db")
+    saved = tmp_path / "plan.json"
+    plan = {
+        "format_version": "1.1",
+        "environment": "test",
+        "plan_id": "p",
+        "created_at": "now",
+        "git_commit": None,
+        "config_hash": "sha256:x",
+        "state_hash": "sha256:y",
+        "targets": None,
+        "changes": [],
+        "drift": [],
+        "blocked": [],
+        "adopted_drift": 0,
+        "settings": {
+            "environment_file": "environments/test.yaml",
+            "database": {"url": "postgresql://u:hunter2@127.0.0.1:1/x"},
+            "allow_delete": False,
+        },
+    }
+    saved.write_text(json.dumps(plan))
+    result = repo.flags("apply", "--env", "test", str(saved))
+    assert result.exit_code == 1
+    assert "hunter2" not in result.output
+    assert result.stderr.startswith(f"{saved}: invalid database settings in the plan: ")

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from flagops.state import State
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 
 
 class Action(StrEnum):
@@ -83,6 +83,20 @@ class Blocked(NamedTuple):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class EnvironmentSettings:
+    """What apply needs of the environment file, kept in the plan so a saved plan applies as reviewed.
+
+    `url` is only ever a literal URL without a password (validation refuses any other);
+    database URLs with secrets stay in the variable named by `url_env`.
+    """
+
+    environment_file: str
+    url_env: str | None
+    url: str | None
+    allow_delete: bool
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything one apply will do to one environment, as reviewed."""
@@ -98,6 +112,7 @@ class Plan:
     blocked: tuple[Blocked, ...] = ()
     targets: tuple[str, ...] | None = None
     adopted: int = 0
+    settings: EnvironmentSettings | None = None
     format_version: str = field(default=FORMAT_VERSION)
 
     @property

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flagops.errors import UsageError
-from flagops.plan import FORMAT_VERSION, Action, Blocked, Change, Drift, Plan, Subject
+from flagops.plan import FORMAT_VERSION, Action, Blocked, Change, Drift, EnvironmentSettings, Plan, Subject
 
 
 def to_dict(plan: Plan) -> dict[str, Any]:
@@ -49,8 +49,38 @@ def to_dict(plan: Plan) -> dict[str, Any]:
         ],
         "blocked": [{"address": b.address, "reason": b.reason} for b in plan.blocked],
         "adopted_drift": plan.adopted,
+        "settings": None if plan.settings is None else _settings_dict(plan.settings),
         "summary": plan.summary,
     }
+
+
+def _settings_dict(settings: EnvironmentSettings) -> dict[str, Any]:
+    database = {"url_env": settings.url_env} if settings.url_env is not None else {"url": settings.url}
+    return {
+        "environment_file": settings.environment_file,
+        "database": database,
+        "allow_delete": settings.allow_delete,
+    }
+
+
+def _settings(value: Any) -> EnvironmentSettings | None:
+    """The plan's environment settings (absent from plans of format 1.0)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _Shape("settings: expected an object")
+    database = _get(value, "database", "settings")
+    if not isinstance(database, dict) or set(database) not in ({"url_env"}, {"url"}):
+        raise _Shape("settings.database: expected {url_env: NAME} or {url: URL}")
+    allow_delete = _get(value, "allow_delete", "settings")
+    if not isinstance(allow_delete, bool):
+        raise _Shape("settings.allow_delete: expected true or false")
+    return EnvironmentSettings(
+        environment_file=_text(_get(value, "environment_file", "settings"), "settings.environment_file"),
+        url_env=_text(database.get("url_env"), "settings.database.url_env", optional=True),
+        url=_text(database.get("url"), "settings.database.url", optional=True),
+        allow_delete=allow_delete,
+    )
 
 
 def dumps(plan: Plan, *, indent: int | None = 2) -> str:
@@ -165,6 +195,7 @@ def from_dict(data: Any, source: str) -> Plan:
             ),
             targets=tuple(targets) if targets is not None else None,
             adopted=adopted,
+            settings=_settings(data.get("settings")),
             format_version=version,
         )
     except _Shape as exc:

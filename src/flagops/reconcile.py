@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy.engine import URL
 
 from flagops.db import kill, lock, migrate, read, write
@@ -16,7 +17,8 @@ from flagops.db.engine import open_engine, resolve_url, translated
 from flagops.diff import apply_changes, diff, find_drift
 from flagops.errors import BlockedError, StalePlanError, UsageError
 from flagops.load import Config, Environment
-from flagops.plan import Drift, Plan, guard
+from flagops.model import EnvironmentFile
+from flagops.plan import Drift, EnvironmentSettings, Plan, guard
 from flagops.plancheck import check_changes
 from flagops.state import (
     State,
@@ -108,6 +110,12 @@ def _plan_in(
         blocked=blocked,
         targets=tuple(targets) if targets else None,
         adopted=adopted,
+        settings=EnvironmentSettings(
+            environment_file=env.path,
+            url_env=env.spec.database.url_env,
+            url=env.spec.database.url,
+            allow_delete=env.spec.allow_delete,
+        ),
     )
 
 
@@ -247,6 +255,40 @@ def connect(
     if env is None:
         known = ", ".join(sorted(config.environments)) or "none"
         raise UsageError(f"unknown environment {environment!r} (known: {known})")
+    return open_database(
+        env,
+        config_dir=config_dir,
+        environ=environ,
+        application_name=application_name,
+        write=write,
+        lock_timeout=lock_timeout,
+    )
+
+
+def planned_environment(plan: Plan, source: str) -> Environment | None:
+    """The environment a saved plan was made for, from its recorded settings (None: not recorded)."""
+    settings = plan.settings
+    if settings is None:
+        return None
+    database = {"url_env": settings.url_env} if settings.url_env is not None else {"url": settings.url}
+    try:
+        spec = EnvironmentFile.model_validate({"database": database, "allow_delete": settings.allow_delete})
+    except ValidationError as exc:
+        reason = str(exc.errors(include_url=False)[0]["msg"]).removeprefix("Value error, ")
+        raise UsageError(f"{source}: invalid database settings in the plan: {reason}") from None
+    return Environment(plan.environment, settings.environment_file, spec)
+
+
+def open_database(
+    env: Environment,
+    *,
+    config_dir: Path,
+    environ: Mapping[str, str],
+    application_name: str,
+    write: bool = False,
+    lock_timeout: float = 0.0,
+) -> Database:
+    """An engine on `env`'s database (no connection is made yet)."""
     url = resolve_url(env, config_dir, environ)
     engine = open_engine(
         url, application_name=application_name, immediate=write, timeout=max(lock_timeout, 0.05)

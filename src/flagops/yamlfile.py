@@ -59,9 +59,9 @@ class _Loader(yaml.CSafeLoader):
         if kind is yaml.ScalarNode and implicit == (True, False):
             tag = self._resolved.get(value)
             if tag is None:
-                tag = self._resolved[value] = super().resolve(kind, value, implicit)
+                tag = self._resolved[value] = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
             return tag
-        return super().resolve(kind, value, implicit)
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:

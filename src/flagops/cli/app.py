@@ -14,7 +14,7 @@ import click
 from flagops.errors import FlagopsError
 
 if TYPE_CHECKING:
-    from flagops.load import Config
+    from flagops.load import Config, Environment
     from flagops.reconcile import Database
 
 
@@ -45,24 +45,27 @@ class Context:
 
     def connect(
         self,
-        config: Config,
+        config: Config | Environment,
         environment: str,
         command: str,
         *,
         write: bool = False,
         lock_timeout: float = 0.0,
     ) -> Database:
-        from flagops.reconcile import connect
+        """The database of `environment`, named in `config`, or given as an Environment itself."""
+        from flagops.load import Environment
+        from flagops.reconcile import connect, open_database
 
-        return connect(
-            config,
-            environment,
-            config_dir=self.config_dir,
-            environ=os.environ,
-            application_name=f"flags {command} ({self.actor})",
-            write=write,
-            lock_timeout=lock_timeout,
-        )
+        options = {
+            "config_dir": self.config_dir,
+            "environ": os.environ,
+            "application_name": f"flags {command} ({self.actor})",
+            "write": write,
+            "lock_timeout": lock_timeout,
+        }
+        if isinstance(config, Environment):
+            return open_database(config, **options)  # type: ignore[arg-type]
+        return connect(config, environment, **options)  # type: ignore[arg-type]
 
 
 def context() -> Context:

@@ -119,12 +119,10 @@ def apply(
 ) -> int:
     """Apply a saved plan, or plan and apply after confirmation, in one transaction."""
     from flagops.planfile import loads
-    from flagops.reconcile import apply_plan, plan_and_apply
+    from flagops.reconcile import apply_plan, plan_and_apply, planned_environment
     from flagops.render.text import render_text
 
     ctx = context()
-    config = ctx.load()
-    database = ctx.connect(config, environment, "apply", write=True, lock_timeout=lock_timeout)
     if plan_file is not None:
         if targets:
             raise UsageError("--target cannot be combined with a saved plan (plan with --target)")
@@ -132,15 +130,24 @@ def apply(
             text = plan_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"{plan_file}: cannot read the plan: {exc}") from None
+        reviewed = loads(text, str(plan_file))
+        if reviewed.environment != environment:
+            raise UsageError(f"the plan is for environment {reviewed.environment}, not {environment}")
+        # A saved plan carries its environment's database settings: it is applied as reviewed,
+        # without reading (or needing) the YAML on disk. Plans of format 1.0 fall back to it.
+        planned = planned_environment(reviewed, str(plan_file)) or ctx.load()
+        database = ctx.connect(planned, environment, "apply", write=True, lock_timeout=lock_timeout)
         result = apply_plan(
             database,
-            loads(text, str(plan_file)),
+            reviewed,
             actor=ctx.actor,
             allow_delete=allow_delete,
             overwrite_drift=overwrite_drift,
             lock_timeout=lock_timeout,
         )
     else:
+        config = ctx.load()
+        database = ctx.connect(config, environment, "apply", write=True, lock_timeout=lock_timeout)
 
         def review(plan: Plan) -> None:
             out(render_text(plan, color=ctx.color))
