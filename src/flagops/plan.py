@@ -148,7 +148,9 @@ def guard(
     - a change to a row that drifted needs --overwrite-drift.
     """
     blocked: list[Blocked] = []
-    drifted: Mapping[str, Drift] = {} if overwrite_drift else {d.address: d for d in drift}
+    drifted: Mapping[tuple[str, str, str | None], Drift] = (
+        {} if overwrite_drift else {(d.subject, d.flag_key, d.org_id): d for d in drift}
+    )
     delete_hint = f"pass --allow-delete or set allow_delete: true in {environment_file}"
     for change in changes:
         if change.action == Action.DELETE:
@@ -169,7 +171,7 @@ def guard(
             if not allow_delete:
                 blocked.append(Blocked(change.address, f"would be deleted; {delete_hint}"))
                 continue
-        seen = drifted.get(change.address)
+        seen = drifted.get((change.subject, change.flag_key, change.org_id)) if drifted else None
         if seen is not None:
             who = f" by {seen.changed_by}" if seen.changed_by else ""
             when = f" at {seen.changed_at}" if seen.changed_at else ""
