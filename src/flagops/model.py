@@ -37,6 +37,9 @@ _HUNDREDTH = Decimal("0.01")
 def _percentage(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError(f"expected a number from 0 to 100, got {_describe(value)}")
+    if isinstance(value, int) and not 0 <= value <= 100:  # before str(): it refuses huge integers
+        shown = value if abs(value) < 10**30 else ("a huge number" if value > 0 else "a huge negative number")
+        raise ValueError(f"must be between 0 and 100, got {shown}")
     number = Decimal(str(value))
     if not number.is_finite() or not Decimal(0) <= number <= Decimal(100):
         raise ValueError(f"must be between 0 and 100, got {value}")

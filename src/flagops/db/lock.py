@@ -41,7 +41,7 @@ def acquire(connection: sa.Connection, environment: str, timeout: float) -> None
 def _holder(connection: sa.Connection, key: int) -> str:
     row = connection.execute(
         sa.text(
-            "SELECT a.pid, a.usename, a.application_name, a.client_addr::text, a.xact_start"
+            "SELECT a.pid, a.usename, a.application_name, host(a.client_addr), a.xact_start"
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
             " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"

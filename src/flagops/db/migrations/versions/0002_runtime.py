@@ -140,13 +140,16 @@ def upgrade() -> None:
         f"CREATE POLICY {POLICY} ON {s}.org_feature_flags FOR SELECT TO {r}"
         " USING (org_id = nullif(current_setting('app.org_id', true), '')::uuid)"
     )
-    # A role allowed to write the table (an apply role other than the owner) reads and writes all of
-    # it; every other role sees no row unless a policy above lets it.
+    # Roles that manage flags rather than read them for one org see every row: a role allowed to
+    # write the table (an apply role other than the owner), or to read the applies table (a
+    # plan-only CI role). The application role never gets either, so it stays within its org.
     table = "'" + f"{s}.org_feature_flags".replace("'", "''") + "'"
+    applies = "'" + f"{s}.feature_flag_applies".replace("'", "''") + "'"
     op.execute(f"DROP POLICY IF EXISTS {WRITERS_POLICY} ON {s}.org_feature_flags")
     op.execute(
         f"CREATE POLICY {WRITERS_POLICY} ON {s}.org_feature_flags FOR ALL TO PUBLIC USING"
-        f" (pg_catalog.has_table_privilege({table}::regclass, 'INSERT, UPDATE, DELETE'))"
+        f" (pg_catalog.has_table_privilege({table}::regclass, 'INSERT, UPDATE, DELETE')"
+        f" OR pg_catalog.has_table_privilege({applies}::regclass, 'SELECT'))"
     )
 
 

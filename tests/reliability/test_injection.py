@@ -1,0 +1,238 @@
+"""SQL injection: every user-controlled value that reaches SQL is stored and matched as data, never run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from harness import counts, dump, execute
+
+ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
+HOSTILE = [
+    "x'); DROP TABLE feature_flags; --",
+    "Robert'); DELETE FROM org_feature_flags; --",
+    '"; DROP TABLE feature_flag_audit_log; --',
+    "$$; DROP TABLE feature_flag_applies; $$",
+    "%s %(name)s :name ? {0} \\N",
+    "back\\slash\\'; SELECT pg_sleep(5); --",
+    "tab\there, new\nline",
+    "ünïcödé ✓ 🚩 '' \"\"",
+]
+ACTOR = "x'); DROP TABLE feature_flags; --"
+KEYS = [f"flag_{i}" for i in range(len(HOSTILE))]
+NO_CHANGES = "No changes. Environment test matches the configuration.\n"
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+
+
+def _flags_yaml() -> str:
+    lines = ["flags:"]
+    for i, key in enumerate(KEYS):
+        lines += [
+            f"  {key}:",
+            f"    name: {_quoted(HOSTILE[i])}",
+            f"    description: {_quoted(HOSTILE[i - 1])}",
+            f"    owner: {_quoted(HOSTILE[i - 2])}",
+            "    rollout_percentage: 10",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def repo(pg_url: str, make_repo: Any) -> Any:
+    """Flags named, described and owned by hostile strings, applied by a hostile actor."""
+    repo = make_repo(pg_url, flags=_flags_yaml(), env_body=f"orgs:\n  {ACME}:\n    flag_0: true\n")
+    assert repo.flags("init", "--env", "test").exit_code == 0
+    result = repo.flags("--actor", ACTOR, "apply", "--env", "test", "--auto-approve")
+    assert result.exit_code == 0, result.output
+    assert "Apply complete! 9 added, 0 changed, 0 destroyed in environment test" in result.stdout
+    return repo
+
+
+def _all_tables_there(url: str) -> None:
+    assert counts(url)["feature_flags"] == len(KEYS)  # would raise, were any table dropped
+
+
+def test_hostile_names_descriptions_owners_and_actor_are_stored_verbatim(repo: Any, pg_url: str) -> None:
+    _all_tables_there(pg_url)
+    with psycopg.connect(pg_url) as connection:
+        rows = connection.execute(
+            "SELECT flag_key, name, description, owner FROM feature_flags ORDER BY flag_key"
+        ).fetchall()
+        actors = connection.execute(
+            "SELECT DISTINCT actor FROM feature_flag_audit_log"
+            " UNION ALL SELECT actor FROM feature_flag_applies"
+        ).fetchall()
+        audited = connection.execute(
+            "SELECT flag_key, new_value->>'name' FROM feature_flag_audit_log"
+            " WHERE subject = 'flag' ORDER BY 1"
+        ).fetchall()
+    assert rows == [(key, HOSTILE[i], HOSTILE[i - 1], HOSTILE[i - 2]) for i, key in enumerate(KEYS)]
+    assert actors == [(ACTOR,), (ACTOR,)]
+    assert audited == [(key, HOSTILE[i]) for i, key in enumerate(KEYS)]
+    assert repo.flags("plan", "--env", "test").stdout.endswith(NO_CHANGES)  # read back equal
+    history = json.loads(repo.flags("history", "--env", "test", "--format", "json").stdout)
+    assert {entry["actor"] for entry in history["entries"]} == {ACTOR}
+
+
+def test_hostile_values_changed_out_of_band_are_planned_and_imported_verbatim(repo: Any, pg_url: str) -> None:
+    execute(
+        pg_url,
+        "UPDATE feature_flags SET description = %s, owner = %s WHERE flag_key = 'flag_1'",
+        params=(HOSTILE[5], HOSTILE[3]),
+    )
+    plan = repo.flags("plan", "--env", "test", "--format", "json")
+    [drift] = json.loads(plan.stdout)["drift"]
+    assert drift["address"] == "flag.flag_1"
+    assert (drift["actual"]["description"], drift["actual"]["owner"]) == (HOSTILE[5], HOSTILE[3])
+    assert drift["changed_by"] == "postgres"  # the out-of-band audit trigger saw it
+    imported = repo.flags("import", "--env", "test")
+    assert imported.exit_code == 0, imported.output
+    after = json.loads(repo.flags("plan", "--env", "test", "--format", "json").stdout)
+    assert (after["changes"], after["drift"], after["adopted_drift"]) == ([], [], 1)  # the YAML says it now
+    _all_tables_there(pg_url)
+
+
+def test_kill_stores_a_hostile_reason_and_refuses_a_hostile_flag(repo: Any, pg_url: str) -> None:
+    before = dump(pg_url)
+    missing = repo.flags("kill", "flag_0' OR '1'='1", "--env", "test", "--reason", "x")
+    assert (missing.exit_code, missing.stderr) == (
+        1,
+        "flag flag_0' OR '1'='1 does not exist in the database of environment test\n",
+    )
+    assert dump(pg_url) == before
+    killed = repo.flags("--actor", ACTOR, "kill", "flag_2", "--env", "test", "--reason", HOSTILE[3])
+    assert killed.exit_code == 0, killed.output
+    with psycopg.connect(pg_url) as connection:
+        row = connection.execute(
+            "SELECT actor, reason FROM feature_flag_audit_log WHERE source = 'kill'"
+        ).fetchall()
+        state = connection.execute("SELECT flag_key FROM feature_flags WHERE killed").fetchall()
+    assert row == [(ACTOR, HOSTILE[3])]
+    assert state == [("flag_2",)]
+
+
+@pytest.mark.parametrize(
+    "flag", ["flag_0' OR '1'='1", "flag_%", "flag__", "%", "' UNION SELECT * FROM feature_flag_applies --"]
+)
+def test_history_filters_match_literally(repo: Any, flag: str) -> None:
+    result = repo.flags("history", "--env", "test", "--flag", flag, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["entries"] == []
+    everything = repo.flags("history", "--env", "test", "--flag", "flag_0", "--format", "json")
+    assert len(json.loads(everything.stdout)["entries"]) == 2  # the control: the flag and its override
+
+
+def test_hostile_org_ids_flag_keys_targets_and_environments_are_refused_before_sql(repo: Any) -> None:
+    org = f"{ACME}' OR '1'='1"
+    cases = {
+        ("history", "--env", "test", "--org", org): (
+            f"--org {org.lower()!r} is not an org id (a UUID like 6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44)\n"
+        ),
+        ("eval", "--env", "test", "--live", "--org", org): (
+            f"--org: {org!r} is not an org id (a UUID such as 6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44)\n"
+        ),
+        ("eval", "--env", "test", "--live", "--org", ACME, "x' OR 1=1 --"): (
+            'unknown flag "x\' OR 1=1 --" (not in the database of environment test)\n'
+        ),
+        ("plan", "--env", "test", "--target", "x' OR 1=1 --"): "--target names no flag: x' OR 1=1 --\n",
+        ("plan", "--env", "test'; DROP TABLE feature_flags; --"): (
+            'unknown environment "test\'; DROP TABLE feature_flags; --" (known: test)\n'
+        ),
+    }
+    for args, message in cases.items():
+        result = repo.flags(*args)
+        assert (result.exit_code, result.stderr) == (1, message), args
+
+
+def _saved_plan(repo: Any, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    env = f"database:\n  url_env: FLAGS_TEST_URL\norgs:\n  {ACME}:\n    flag_0: true\n    flag_1: true\n"
+    repo.write("environments/test.yaml", env)
+    saved = tmp_path / "plan.json"
+    assert repo.flags("plan", "--env", "test", "--out", str(saved)).exit_code == 0
+    return saved, json.loads(saved.read_text())
+
+
+PATTERN = "^[a-z][a-z0-9_]{0,62}$"
+INJECTED_KEY = "x'; DROP TABLE feature_flags; --"
+INJECTED_ORG = f"{ACME}' OR '1'='1"
+NOT_BOOL = "an org override's 'after' must be {\"enabled\": true|false}"
+CRAFTED = {
+    "flag_key": (
+        "flag_key",
+        INJECTED_KEY,
+        f"override.{ACME}.{INJECTED_KEY}: flag key {INJECTED_KEY!r} does not match {PATTERN}",
+    ),
+    "flag_key-newline": (
+        "flag_key",
+        "flag_1\n",
+        f"override.{ACME}.flag_1\\n: flag key 'flag_1\\n' does not match {PATTERN}",
+    ),
+    "org_id": (
+        "org_id",
+        INJECTED_ORG,
+        f"override.{INJECTED_ORG}.flag_1: org id {INJECTED_ORG!r} is not a lowercase UUID",
+    ),
+    "org_id-upper": (
+        "org_id",
+        ACME.upper(),
+        f"override.{ACME.upper()}.flag_1: org id {ACME.upper()!r} is not a lowercase UUID",
+    ),
+    "enabled": (
+        "after",
+        {"enabled": "true'); DROP TABLE org_feature_flags; --"},
+        f"override.{ACME}.flag_1: {NOT_BOOL}",
+    ),
+    "extra-column": (
+        "after",
+        {"enabled": True, "org_id = org_id; --": 1},
+        f"override.{ACME}.flag_1: {NOT_BOOL}",
+    ),
+}
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), CRAFTED.values(), ids=CRAFTED.keys())
+def test_a_crafted_plan_file_is_refused_before_any_sql(
+    repo: Any, pg_url: str, tmp_path: Path, field: str, value: Any, problem: str
+) -> None:
+    saved, plan = _saved_plan(repo, tmp_path)
+    [change] = [c for c in plan["changes"] if c["subject"] == "org_override"]
+    change[field] = value
+    saved.write_text(json.dumps(plan))
+    before = dump(pg_url)
+    result = repo.flags("apply", "--env", "test", str(saved))
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"the plan holds values no configuration could produce ({problem}); nothing was written."
+        " Run flags plan again.\n",
+    )
+    assert dump(pg_url) == before
+    # Refused before connecting: the same answer with the database out of reach.
+    unreachable = repo.flags(
+        "apply", "--env", "test", str(saved), env={"FLAGS_TEST_URL": "postgresql://flagops@127.0.0.1:1/flags"}
+    )
+    assert (unreachable.exit_code, unreachable.stderr) == (1, result.stderr)
+
+
+def test_a_crafted_database_variable_in_a_plan_file_is_refused(
+    repo: Any, pg_url: str, tmp_path: Path
+) -> None:
+    """A saved plan names the variable holding its database URL; a crafted name is refused, unread."""
+    saved, plan = _saved_plan(repo, tmp_path)
+    plan["settings"]["database"] = {"url_env": "FLAGS_TEST_URL; DROP TABLE feature_flags"}
+    saved.write_text(json.dumps(plan))
+    before = dump(pg_url)
+    result = repo.flags("apply", "--env", "test", str(saved))
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"{saved}: invalid database settings in the plan: String should match pattern"
+        " '^[A-Za-z_][A-Za-z0-9_]*$'\n",
+    )
+    assert dump(pg_url) == before
