@@ -24,8 +24,12 @@ def parse(root: str) -> tuple[dict[str, tuple[object, ...]], dict[tuple[str, str
         with open(path, encoding="utf-8") as handle:
             for key, d in yaml.load(handle.read(), Loader=yaml.CSafeLoader)["flags"].items():
                 flags[key] = (
-                    d["name"], d.get("description", ""), d.get("owner"), d.get("enabled", False),
-                    float(d.get("rollout_percentage", 0)), d.get("killed", False),
+                    d["name"],
+                    d.get("description", ""),
+                    d.get("owner"),
+                    d.get("enabled", False),
+                    float(d.get("rollout_percentage", 0)),
+                    d.get("killed", False),
                 )
     with open(os.path.join(root, "environments", "bench.yaml"), encoding="utf-8") as handle:
         env = yaml.load(handle.read(), Loader=yaml.CSafeLoader)
@@ -90,12 +94,16 @@ def apply(plan_file: str, url: str) -> None:
         with cur.copy("COPY o FROM STDIN") as copy:
             for c in changes:
                 if c["subject"] == "org_override":
-                    copy.write_row((c["action"], c["org_id"], c["flag_key"], (c["after"] or {}).get("enabled")))
+                    copy.write_row(
+                        (c["action"], c["org_id"], c["flag_key"], (c["after"] or {}).get("enabled"))
+                    )
         with cur.copy("COPY f FROM STDIN") as copy:
             for c in changes:
                 if c["subject"] == "flag":
                     after = c["after"] or {}
-                    copy.write_row((c["action"], c["flag_key"], after.get("name"), after.get("rollout_percentage")))
+                    copy.write_row(
+                        (c["action"], c["flag_key"], after.get("name"), after.get("rollout_percentage"))
+                    )
         cur.execute(
             "DELETE FROM org_feature_flags t USING o WHERE o.action = 'delete'"
             " AND t.org_id = o.org_id AND t.flag_key = o.flag_key"

@@ -1,4 +1,4 @@
-"""Generate the benchmark repository: many flags and org overrides, seeded, and the change set applied to it."""
+"""Generate the seeded benchmark repository (many flags and org overrides) and its change set."""
 
 from __future__ import annotations
 
@@ -98,8 +98,13 @@ def main() -> None:
     parser.add_argument("--url-env", default="FLAGS_BENCH_URL")
     args = parser.parse_args()
     counts = write_repo(
-        args.root, flags=args.flags, orgs=args.orgs, per_org=args.per_org, seed=args.seed,
-        changed=args.changed, url_env=args.url_env,
+        args.root,
+        flags=args.flags,
+        orgs=args.orgs,
+        per_org=args.per_org,
+        seed=args.seed,
+        changed=args.changed,
+        url_env=args.url_env,
     )
     print(counts)
 

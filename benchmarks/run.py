@@ -44,7 +44,9 @@ class Row:
     ok: bool = True
 
 
-def measure(args: list[str], *, env: dict[str, str], cwd: Path | None = None, repeat: int = 1) -> tuple[float, float]:
+def measure(
+    args: list[str], *, env: dict[str, str], cwd: Path | None = None, repeat: int = 1
+) -> tuple[float, float]:
     """Best wall time of `repeat` runs and the peak resident memory (MB) of the process."""
     best = float("inf")
     peak = 0.0
@@ -81,8 +83,16 @@ def run(small: bool, backends: list[str], repeat: int) -> list[Row]:
     rows: list[Row] = []
     env = {**os.environ, "FLAGS_ACTOR": "benchmark", "NO_COLOR": "1"}
     seconds, peak = measure([FLAGS, "--config-dir", str(ROOT), "validate"], env=env, repeat=max(repeat, 3))
-    rows.append(Row("validate (example repo)", "-", seconds, peak, target=f"< {VALIDATE_LIMIT_S} s",
-                    ok=seconds < VALIDATE_LIMIT_S and peak < MEMORY_LIMIT_MB))
+    rows.append(
+        Row(
+            "validate (example repo)",
+            "-",
+            seconds,
+            peak,
+            target=f"< {VALIDATE_LIMIT_S} s",
+            ok=seconds < VALIDATE_LIMIT_S and peak < MEMORY_LIMIT_MB,
+        )
+    )
     with tempfile.TemporaryDirectory(prefix="flagops-bench-") as tmp:
         base, changed = Path(tmp) / "base", Path(tmp) / "changed"
         write_repo(base, **size, seed=7, changed=False, url_env="FLAGS_BENCH_URL")
@@ -95,7 +105,9 @@ def run(small: bool, backends: list[str], repeat: int) -> list[Row]:
     return rows
 
 
-def run_backend(backend: str, base: Path, changed: Path, tmp: Path, env: dict[str, str], repeat: int) -> list[Row]:
+def run_backend(
+    backend: str, base: Path, changed: Path, tmp: Path, env: dict[str, str], repeat: int
+) -> list[Row]:
     rows: list[Row] = []
     names = [f"flagops_bench_{uuid.uuid4().hex[:8]}", f"flagops_bench_{uuid.uuid4().hex[:8]}"]
     if backend == "postgres":
@@ -108,30 +120,59 @@ def run_backend(backend: str, base: Path, changed: Path, tmp: Path, env: dict[st
     benv = {**env, "FLAGS_BENCH_URL": url}
     plan_file = tmp / f"plan-{backend}.json"
     try:
-        subprocess.run([FLAGS, "--config-dir", str(base), "init", "--env", "bench"], env=benv, check=True,
-                       capture_output=True)
-        first, first_peak = measure([FLAGS, "--config-dir", str(base), "apply", "--env", "bench", "--auto-approve"],
-                                    env=benv)
-        plan, plan_peak = measure([FLAGS, "--config-dir", str(changed), "plan", "--env", "bench",
-                                   "--out", str(plan_file)], env=benv, repeat=repeat)
-        applied, apply_peak = measure([FLAGS, "--config-dir", str(changed), "apply", "--env", "bench",
-                                       str(plan_file)], env=benv)
+        subprocess.run(
+            [FLAGS, "--config-dir", str(base), "init", "--env", "bench"],
+            env=benv,
+            check=True,
+            capture_output=True,
+        )
+        first, first_peak = measure(
+            [FLAGS, "--config-dir", str(base), "apply", "--env", "bench", "--auto-approve"], env=benv
+        )
+        plan, plan_peak = measure(
+            [FLAGS, "--config-dir", str(changed), "plan", "--env", "bench", "--out", str(plan_file)],
+            env=benv,
+            repeat=repeat,
+        )
+        applied, apply_peak = measure(
+            [FLAGS, "--config-dir", str(changed), "apply", "--env", "bench", str(plan_file)], env=benv
+        )
         if backend == "postgres":
             fenv = {**benv, "FLAGS_BENCH_URL": floor_url}
-            subprocess.run([FLAGS, "--config-dir", str(base), "init", "--env", "bench"], env=fenv, check=True,
-                           capture_output=True)
+            subprocess.run(
+                [FLAGS, "--config-dir", str(base), "init", "--env", "bench"],
+                env=fenv,
+                check=True,
+                capture_output=True,
+            )
             floor = [PYTHON, str(HERE / "floor.py")]
             f_first, _ = measure([*floor, "first_apply", str(base), floor_url], env=env)
             f_plan, _ = measure([*floor, "plan", str(changed), floor_url], env=env, repeat=repeat)
             f_apply, _ = measure([*floor, "apply", str(plan_file), floor_url], env=env)
-            for step, sec, peak, fl in (("first apply", first, first_peak, f_first), ("plan", plan, plan_peak, f_plan),
-                                        ("apply", applied, apply_peak, f_apply)):
+            for step, sec, peak, fl in (
+                ("first apply", first, first_peak, f_first),
+                ("plan", plan, plan_peak, f_plan),
+                ("apply", applied, apply_peak, f_apply),
+            ):
                 ratio = sec / fl
-                rows.append(Row(step, backend, sec, peak, fl, ratio, f"<= {TARGETS[step]}x floor",
-                                ratio <= TARGETS[step] and peak < MEMORY_LIMIT_MB))
+                rows.append(
+                    Row(
+                        step,
+                        backend,
+                        sec,
+                        peak,
+                        fl,
+                        ratio,
+                        f"<= {TARGETS[step]}x floor",
+                        ratio <= TARGETS[step] and peak < MEMORY_LIMIT_MB,
+                    )
+                )
         else:
-            for step, sec, peak in (("first apply", first, first_peak), ("plan", plan, plan_peak),
-                                    ("apply", applied, apply_peak)):
+            for step, sec, peak in (
+                ("first apply", first, first_peak),
+                ("plan", plan, plan_peak),
+                ("apply", applied, apply_peak),
+            ):
                 rows.append(Row(step, backend, sec, peak, ok=peak < MEMORY_LIMIT_MB))
     finally:
         if backend == "postgres":
@@ -141,17 +182,24 @@ def run_backend(backend: str, base: Path, changed: Path, tmp: Path, env: dict[st
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| step | backend | seconds | floor s | ratio | target | peak MB | ok |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| step | backend | seconds | floor s | ratio | target | peak MB | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         floor = f"{r.floor_seconds:.2f}" if r.floor_seconds is not None else ""
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
-        lines.append(f"| {r.step} | {r.backend} | {r.seconds:.2f} | {floor} | {ratio} | {r.target} | {r.peak_mb:.0f} |"
-                     f" {'yes' if r.ok else 'NO'} |")
+        lines.append(
+            f"| {r.step} | {r.backend} | {r.seconds:.2f} | {floor} | {ratio} | {r.target} | {r.peak_mb:.0f} |"
+            f" {'yes' if r.ok else 'NO'} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", action="store_true", help="a tiny dataset (for the test suite)")
     parser.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
     parser.add_argument("--repeat", type=int, default=3, help="runs of the repeatable steps; the best counts")
@@ -161,7 +209,9 @@ def main() -> None:
     rows = run(args.small, backends, args.repeat)
     print(table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"small": args.small, "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+    args.json.write_text(
+        json.dumps({"small": args.small, "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
+    )
     print(f"wrote {args.json}", file=sys.stderr)
 
 
