@@ -8,17 +8,15 @@ import os
 import pty
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 from flagops.db import read
 from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
 from flagops.state import decode_snapshot, state_hash
+from support import DEFAULT_FLAGS, FLAGS, Repo, connected, everything, ok, rows
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ORG_B = "0b7f3a1c-9e44-4c55-8a0b-6f1d2c1e2b7f"
@@ -27,23 +25,13 @@ APPLIED = re.compile(
     r"Apply complete! (\d+) added, (\d+) changed, (\d+) destroyed in environment test"
     r" \(apply ([0-9a-f-]{36})\)\.\n"
 )
-FLAGS = str(Path(sys.executable).parent / "flags")
 NO_CHANGES = "No changes. Environment test matches the configuration.\n"
 NOT_A_TTY = (
     "refusing to ask for confirmation: stdin is not a terminal;"
     " pass --auto-approve or apply a saved plan file\n"
 )
 
-FLAGS_V1 = """
-flags:
-  lead_scoring:
-    name: Lead Scoring
-    owner: growth
-    rollout_percentage: 50
-  sms_campaigns:
-    name: SMS Campaigns
-    owner: growth
-"""
+FLAGS_V1 = DEFAULT_FLAGS
 FLAGS_V2 = """
 flags:
   lead_scoring:
@@ -70,38 +58,16 @@ orgs:
 """
 
 
-def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
+def _applied(repo: Repo) -> None:
+    """Initialise the database and apply FLAGS_V1 and ENV_V1 to it."""
+    repo.configure(FLAGS_V1, ENV_V1)
+    ok(repo, "init", "--env", "test")
+    stdout = ok(repo, "apply", "--env", "test", "--auto-approve")
+    assert APPLIED.search(stdout), stdout
 
 
-def _select(url: str, table: sa.Table) -> list[dict[str, Any]]:
-    """Every row of a managed table as dicts, in primary key order."""
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            query = sa.select(table).order_by(*table.primary_key.columns)
-            return [dict(row._mapping) for row in conn.execute(query)]
-    finally:
-        engine.dispose()
-
-
-def _everything(url: str) -> dict[str, list[dict[str, Any]]]:
-    return {t.name: _select(url, t) for t in (feature_flags, org_feature_flags, audit_log, applies)}
-
-
-def _applied(repo: Any, url: str, *, flags: str = FLAGS_V1, env_body: str = ENV_V1) -> None:
-    """Initialise the database and apply the given configuration to it."""
-    repo.write("flags/main.yaml", flags)
-    repo.write("environments/test.yaml", "database:\n  url_env: FLAGS_TEST_URL\n" + env_body.lstrip("\n"))
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    result = repo.flags("apply", "--env", "test", "--auto-approve")
-    assert result.exit_code == 0, result.output
-    assert APPLIED.search(result.stdout), result.stdout
-
-
-def _change_to_v2(repo: Any) -> None:
-    repo.write("flags/main.yaml", FLAGS_V2)
-    repo.write("environments/test.yaml", "database:\n  url_env: FLAGS_TEST_URL\n" + ENV_V2.lstrip("\n"))
+def _change_to_v2(repo: Repo) -> None:
+    repo.configure(FLAGS_V2, ENV_V2)
 
 
 # -- plan renderings and exit codes -----------------------------------------------------------------
@@ -109,7 +75,7 @@ def _change_to_v2(repo: Any) -> None:
 
 def test_text_plan_shows_each_row_and_the_summary(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url)
-    _applied(repo, db_url)
+    _applied(repo)
     _change_to_v2(repo)
     result = repo.flags("plan", "--env", "test")
     assert (result.exit_code, result.stderr) == (0, "")
@@ -130,7 +96,7 @@ def test_text_plan_shows_each_row_and_the_summary(db_url: str, make_repo: Any) -
 
 def test_json_plan_follows_the_contract(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url)
-    _applied(repo, db_url)
+    _applied(repo)
     _change_to_v2(repo)
     result = repo.flags("plan", "--env", "test", "--format", "json", env={"GITHUB_SHA": SHA})
     assert (result.exit_code, result.stderr) == (0, "")
@@ -222,10 +188,10 @@ def test_saved_plan_applies_what_was_reviewed_not_the_yaml(
     match = APPLIED.fullmatch(applied.stdout)
     assert match is not None, applied.stdout
     assert match.groups()[:3] == ("3", "0", "0")
-    flags = {row["flag_key"]: row for row in _select(db_url, feature_flags)}
+    flags = {row["flag_key"]: row for row in rows(db_url, feature_flags)}
     assert set(flags) == {"lead_scoring", "sms_campaigns"}
     assert float(flags["lead_scoring"]["rollout_percentage"]) == 50
-    overrides = [(r["org_id"], r["flag_key"], r["enabled"]) for r in _select(db_url, org_feature_flags)]
+    overrides = [(r["org_id"], r["flag_key"], r["enabled"]) for r in rows(db_url, org_feature_flags)]
     assert overrides == [(ORG_A, "lead_scoring", True)]
     after = repo.flags("plan", "--env", "test")
     assert after.exit_code == 0
@@ -237,10 +203,10 @@ def test_plan_after_apply_has_no_changes_and_a_second_apply_writes_nothing(
     db_url: str, make_repo: Any, tmp_path: Path
 ) -> None:
     repo = make_repo(db_url, env_body=ENV_V1)
-    _applied(repo, db_url)
+    _applied(repo)
     after = repo.flags("plan", "--env", "test")
     assert (after.exit_code, after.stdout, after.stderr) == (0, NO_CHANGES, "")
-    before = _everything(db_url)
+    before = everything(db_url)
     assert len(before["feature_flag_applies"]) == 1
     again = repo.flags("apply", "--env", "test", "--auto-approve")
     assert (again.exit_code, again.stdout, again.stderr) == (0, NO_CHANGES, "")
@@ -248,7 +214,7 @@ def test_plan_after_apply_has_no_changes_and_a_second_apply_writes_nothing(
     assert repo.flags("plan", "--env", "test", "--out", str(saved)).exit_code == 0
     from_file = repo.flags("apply", "--env", "test", str(saved))
     assert (from_file.exit_code, from_file.stdout) == (0, NO_CHANGES)
-    assert _everything(db_url) == before
+    assert everything(db_url) == before
 
 
 # -- audit ------------------------------------------------------------------------------------------
@@ -267,7 +233,7 @@ def test_every_change_is_audited_with_actor_and_commit(db_url: str, make_repo: A
     assert match is not None
     apply_id = match.group(4)
 
-    [row] = _select(db_url, applies)
+    [row] = rows(db_url, applies)
     assert row["apply_id"] == apply_id
     assert (row["environment"], row["plan_id"], row["actor"], row["git_commit"]) == (
         "test",
@@ -278,16 +244,12 @@ def test_every_change_is_audited_with_actor_and_commit(db_url: str, make_repo: A
     assert (row["added"], row["changed"], row["destroyed"]) == (3, 0, 0)
     assert row["state_hash_before"] == plan["state_hash"]
     assert row["started_at"] <= row["finished_at"]
-    engine = _engine(db_url)
-    try:
-        with engine.connect() as conn:
-            actual = read.read_state(conn)
-    finally:
-        engine.dispose()
+    with connected(db_url) as conn:
+        actual = read.read_state(conn)
     assert row["state_hash_after"] == state_hash(actual)
     assert decode_snapshot(row["snapshot"]) == actual
 
-    audit = _select(db_url, audit_log)
+    audit = rows(db_url, audit_log)
     assert len(audit) == 3
     for entry in audit:
         assert (entry["apply_id"], entry["environment"], entry["actor"], entry["source"]) == (
@@ -316,11 +278,11 @@ def test_every_change_is_audited_with_actor_and_commit(db_url: str, make_repo: A
     assert second.exit_code == 0, second.output
     match = APPLIED.search(second.stdout)
     assert match is not None and match.groups()[:3] == ("0", "1", "0")
-    applies_rows = _select(db_url, applies)
+    applies_rows = rows(db_url, applies)
     assert len(applies_rows) == 2
     assert (applies_rows[1]["actor"], applies_rows[1]["apply_id"]) == ("bob", match.group(4))
     assert applies_rows[1]["state_hash_before"] == row["state_hash_after"]
-    [update] = [e for e in _select(db_url, audit_log) if e["apply_id"] == match.group(4)]
+    [update] = [e for e in rows(db_url, audit_log) if e["apply_id"] == match.group(4)]
     assert (update["subject"], update["flag_key"], update["action"], update["actor"]) == (
         "flag",
         "lead_scoring",
@@ -339,12 +301,12 @@ def test_every_change_is_audited_with_actor_and_commit(db_url: str, make_repo: A
 def test_apply_refuses_to_ask_when_stdin_is_not_a_terminal(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url)
     assert repo.flags("init", "--env", "test").exit_code == 0
-    before = _everything(db_url)
+    before = everything(db_url)
     result = repo.flags("apply", "--env", "test", input="yes\n")
     assert result.exit_code == 1
     assert result.stderr == NOT_A_TTY
     assert result.stdout.endswith("Plan: 2 to add, 0 to change, 0 to destroy.\n")
-    assert _everything(db_url) == before
+    assert everything(db_url) == before
 
 
 def _apply_on_a_terminal(repo: Any, answer: bytes) -> tuple[int, str]:
@@ -370,16 +332,16 @@ def test_apply_on_a_terminal_applies_only_after_yes(sqlite_url: str, make_repo: 
     """The prompt does not depend on the database, so SQLite is enough here."""
     repo = make_repo(sqlite_url)
     assert repo.flags("init", "--env", "test").exit_code == 0
-    before = _everything(sqlite_url)
+    before = everything(sqlite_url)
     code, output = _apply_on_a_terminal(repo, b"y\n")
     assert code == 1, output
     assert "Apply these changes to environment test? Only 'yes' is accepted" in output
     assert output.endswith("apply cancelled; nothing was written\n")
-    assert _everything(sqlite_url) == before
+    assert everything(sqlite_url) == before
     code, output = _apply_on_a_terminal(repo, b"yes\n")
     assert code == 0, output
     assert APPLIED.search(output), output
-    assert [r["flag_key"] for r in _select(sqlite_url, feature_flags)] == ["lead_scoring", "sms_campaigns"]
+    assert [r["flag_key"] for r in rows(sqlite_url, feature_flags)] == ["lead_scoring", "sms_campaigns"]
 
 
 # -- errors -----------------------------------------------------------------------------------------
@@ -461,7 +423,7 @@ def test_invalid_configuration_never_reaches_the_database(db_url: str, make_repo
         assert first.startswith("flags/main.yaml:4:25: ") and "between 0 and 100" in first
         assert second.startswith("flags/main.yaml:7:14: ") and "'yes'" in second
         expected = result.stderr
-    assert _everything(db_url) == {
+    assert everything(db_url) == {
         "feature_flags": [],
         "org_feature_flags": [],
         "feature_flag_audit_log": [],
@@ -493,7 +455,7 @@ def test_saved_plan_applies_without_the_yaml(db_url: str, make_repo: Any, tmp_pa
     result = repo.flags("apply", "--env", "test", str(saved))
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Apply complete! 2 added, 0 changed, 0 destroyed in environment test")
-    assert len(_everything(db_url)["feature_flags"]) == 2
+    assert len(everything(db_url)["feature_flags"]) == 2
 
 
 def test_saved_plan_with_a_password_in_its_url_is_refused(make_repo: Any, tmp_path: Path) -> None:

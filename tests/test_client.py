@@ -12,10 +12,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from conftest import ADMIN_URL
 from flagops.client import CacheStats, FlagClient, Lookup
 from flagops.rollout import Evaluation, Reason
-from test_rls import ACME, FLAGS, GLOBEX, OVERRIDES, as_user, login_role
+from support import ADMIN_URL, as_user, database_name, execute, init_and_apply, login_role
+from test_rls import ACME, FLAGS, GLOBEX, OVERRIDES
 
 LOGGER = "flagops.client"
 
@@ -32,9 +32,7 @@ class Clock:
 
 @pytest.fixture
 def applied(pg_url: str, make_repo: Any) -> str:
-    repo = make_repo(pg_url, flags=FLAGS, env_body=OVERRIDES)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    init_and_apply(make_repo(pg_url, flags=FLAGS, env_body=OVERRIDES))
     return pg_url
 
 
@@ -167,15 +165,12 @@ def test_threads_share_one_read_per_org(applied: str) -> None:
 def test_a_dropped_database_serves_the_last_values_and_logs_once(
     pg_url: str, make_repo: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    repo = make_repo(pg_url, flags=FLAGS, env_body=OVERRIDES)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    init_and_apply(make_repo(pg_url, flags=FLAGS, env_body=OVERRIDES))
     caplog.set_level(logging.INFO, logger=LOGGER)
     client = FlagClient(pg_url.replace("postgres@", "postgres:hunter2secret@"), ttl=0)
     try:
         assert client.enabled_flags(ACME) == ["sms_campaigns"]
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{pg_url.rpartition("/")[2]}" WITH (FORCE)')
+        execute(ADMIN_URL, f'DROP DATABASE "{database_name(pg_url)}" WITH (FORCE)')
         for _ in range(5):
             assert client.enabled_flags(ACME) == ["sms_campaigns"]
             assert client.is_enabled(ACME, "sms_campaigns") is True
@@ -243,9 +238,7 @@ def test_the_reader_role_sees_its_orgs_overrides_and_recovers_after_an_outage(
 
 
 def test_sqlite(sqlite_url: str, make_repo: Any) -> None:
-    repo = make_repo(sqlite_url, flags=FLAGS, env_body=OVERRIDES)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    init_and_apply(make_repo(sqlite_url, flags=FLAGS, env_body=OVERRIDES))
     with FlagClient(sqlite_url) as client:
         assert client.enabled_flags(ACME) == ["sms_campaigns"]
         assert client.enabled_flags(GLOBEX.upper()) == ["call_recording", "lead_scoring"]
@@ -280,7 +273,7 @@ def test_a_connection_closed_by_the_server_is_replaced_without_a_warning(
             killed = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE application_name = 'flagops client' AND datname = %s",
-                (applied.rpartition("/")[2],),
+                (database_name(applied),),
             ).fetchone()
         assert killed is not None and killed[0] >= 1
         assert client.enabled_flags(ACME) == ["sms_campaigns"]

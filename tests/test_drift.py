@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
-from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
 from flagops.diff import find_drift
 from flagops.plan import Drift, Subject
 from flagops.state import FlagRow, State, flag_dict
+from support import as_user, everything, init_and_apply, login_role, sql
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ORG_B = "0b7f3a1c-9e44-4c55-8a0b-6f1d2c1e2b7f"
@@ -131,65 +128,25 @@ def test_find_drift(
 # -- against databases -----------------------------------------------------------------------------
 
 
-def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
-
-
-def _tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of the four flagops tables, to show that a refused apply wrote nothing."""
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            return {
-                t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
-                for t in (feature_flags, org_feature_flags, audit_log, applies)
-            }
-    finally:
-        engine.dispose()
-
-
-def _sql(url: str, *statements: str) -> None:
-    engine = _engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
 def _applied(make_repo: Any, url: str) -> Any:
-    repo = make_repo(url, env_body=ENV)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    result = repo.flags("apply", "--env", "test", "--auto-approve")
-    assert result.exit_code == 0, result.output
-    return repo
+    return init_and_apply(make_repo(url, env_body=ENV))
 
 
 @pytest.fixture
 def writer(pg_url: str) -> Iterator[str]:
     """A second LOGIN role (the test grants it rights on the tables once they exist)."""
-    role = f"flagops_dba_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN")
-    try:
+    with login_role(granted_in=pg_url, prefix="flagops_dba") as role:
         yield role
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(f"DROP OWNED BY {role}")
-        with psycopg.connect(pg_url.rpartition("/")[0] + "/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP ROLE {role}")
 
 
 def test_drift_names_the_role_that_changed_the_row_and_when(pg_url: str, make_repo: Any, writer: str) -> None:
     repo = _applied(make_repo, pg_url)
-    _sql(pg_url, f"GRANT SELECT, UPDATE ON feature_flags, org_feature_flags TO {writer}")
-    scheme, _, rest = pg_url.partition("://")
+    sql(pg_url, f"GRANT SELECT, UPDATE ON feature_flags, org_feature_flags TO {writer}")
     before = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    with psycopg.connect(f"{scheme}://{writer}@{rest.partition('@')[2]}", autocommit=True) as conn:
+    with psycopg.connect(as_user(pg_url, writer), autocommit=True) as conn:
         conn.execute("UPDATE feature_flags SET rollout_percentage = 12.5 WHERE flag_key = 'lead_scoring'")
     # org_feature_flags has row-level security (migration 0002): its owner changes this one.
-    _sql(pg_url, f"UPDATE org_feature_flags SET enabled = false WHERE org_id = '{ORG_A}'")
+    sql(pg_url, f"UPDATE org_feature_flags SET enabled = false WHERE org_id = '{ORG_A}'")
     after = dt.datetime.now(dt.UTC)
 
     planned = repo.flags("plan", "--env", "test", "--format", "json")
@@ -224,11 +181,11 @@ def test_drift_names_the_role_that_changed_the_row_and_when(pg_url: str, make_re
         " pass --overwrite-drift to replace it, or run flags import to keep it"
     ) in lines
 
-    tables = _tables(pg_url)
+    tables = everything(pg_url)
     refused = repo.flags("apply", "--env", "test", "--auto-approve")
     assert refused.exit_code == 5
     assert "apply blocked by 2 guard(s) (nothing was written):" in refused.stderr
-    assert _tables(pg_url) == tables
+    assert everything(pg_url) == tables
 
     overwritten = repo.flags("apply", "--env", "test", "--auto-approve", "--overwrite-drift")
     assert overwritten.exit_code == 0, overwritten.output
@@ -241,7 +198,7 @@ def test_sqlite_drift_comes_from_the_snapshot_with_unknown_provenance(
     sqlite_url: str, make_repo: Any
 ) -> None:
     repo = _applied(make_repo, sqlite_url)
-    _sql(sqlite_url, "UPDATE feature_flags SET enabled_globally = 1 WHERE flag_key = 'sms_campaigns'")
+    sql(sqlite_url, "UPDATE feature_flags SET enabled_globally = 1 WHERE flag_key = 'sms_campaigns'")
     planned = repo.flags("plan", "--env", "test", "--format", "json")
     assert planned.exit_code == 5
     [drift] = json.loads(planned.stdout)["drift"]
@@ -257,7 +214,7 @@ def test_sqlite_drift_comes_from_the_snapshot_with_unknown_provenance(
 
 def test_drift_the_configuration_agrees_with_is_adopted(db_url: str, make_repo: Any) -> None:
     repo = _applied(make_repo, db_url)
-    _sql(db_url, f"UPDATE org_feature_flags SET enabled = false WHERE org_id = '{ORG_A}'")
+    sql(db_url, f"UPDATE org_feature_flags SET enabled = false WHERE org_id = '{ORG_A}'")
     repo.write(
         "environments/test.yaml",
         f"database:\n  url_env: FLAGS_TEST_URL\norgs:\n  {ORG_A}:\n    sms_campaigns: false\n",
@@ -277,8 +234,8 @@ def test_drift_the_configuration_agrees_with_is_adopted(db_url: str, make_repo: 
 
 def test_drift_reverted_by_hand_is_no_drift(db_url: str, make_repo: Any) -> None:
     repo = _applied(make_repo, db_url)
-    _sql(db_url, "UPDATE feature_flags SET owner = 'ops' WHERE flag_key = 'lead_scoring'")
-    _sql(db_url, "UPDATE feature_flags SET owner = 'growth' WHERE flag_key = 'lead_scoring'")
+    sql(db_url, "UPDATE feature_flags SET owner = 'ops' WHERE flag_key = 'lead_scoring'")
+    sql(db_url, "UPDATE feature_flags SET owner = 'growth' WHERE flag_key = 'lead_scoring'")
     planned = repo.flags("plan", "--env", "test")
     assert (planned.exit_code, planned.stdout) == (
         0,
@@ -296,7 +253,7 @@ def test_an_audit_row_that_does_not_explain_the_drift_is_not_its_provenance(
     assert [(d["address"], d["changed_by"], d["source"]) for d in killed] == [
         ("flag.lead_scoring", "tester", "kill")
     ]
-    _sql(sqlite_url, "UPDATE feature_flags SET killed = 0, owner = 'ops' WHERE flag_key = 'lead_scoring'")
+    sql(sqlite_url, "UPDATE feature_flags SET killed = 0, owner = 'ops' WHERE flag_key = 'lead_scoring'")
     [drift] = json.loads(repo.flags("plan", "--env", "test", "--format", "json").stdout)["drift"]
     assert (drift["address"], drift["changed_by"], drift["changed_at"], drift["source"]) == (
         "flag.lead_scoring",

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from support import init_and_apply
 from test_rls import ACME, GLOBEX
 
 FLAGS = """
@@ -110,9 +111,7 @@ def test_bad_input_exits_1_with_one_line(
 
 
 def test_live_reads_the_database(db_url: str, make_repo: Any) -> None:
-    repo = make_repo(db_url, flags=FLAGS, env_body=ENV)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    repo = init_and_apply(make_repo(db_url, flags=FLAGS, env_body=ENV))
     for org, text in ((GLOBEX, GLOBEX_TEXT), (ACME, ACME_TEXT)):
         names = ["sms_campaigns", "ai_voice_cloning", "lead_scoring"] if org == ACME else []
         live = repo.flags("eval", "--env", "test", "--org", org, "--live", *names)
@@ -120,9 +119,7 @@ def test_live_reads_the_database(db_url: str, make_repo: Any) -> None:
 
 
 def test_live_shows_a_change_made_outside_flags(pg_url: str, make_repo: Any) -> None:
-    repo = make_repo(pg_url, flags=FLAGS, env_body=ENV)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    repo = init_and_apply(make_repo(pg_url, flags=FLAGS, env_body=ENV))
     with psycopg.connect(pg_url) as connection:
         connection.execute(
             "UPDATE feature_flags SET rollout_percentage = 24.95 WHERE flag_key = 'lead_scoring'"

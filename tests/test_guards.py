@@ -6,23 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
-
-from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
+from support import DEFAULT_FLAGS, HEADER, everything, init_and_apply, sql
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
-HEADER = "database:\n  url_env: FLAGS_TEST_URL\n"
-FLAGS = """
-flags:
-  lead_scoring:
-    name: Lead Scoring
-    owner: growth
-    rollout_percentage: 50
-  sms_campaigns:
-    name: SMS Campaigns
-    owner: growth
-"""
 ONLY_LEAD = """
 flags:
   lead_scoring:
@@ -35,57 +21,26 @@ DELETE_HINT = "pass --allow-delete or set allow_delete: true in environments/tes
 PROTECTED = "restore its YAML, apply it with protected: false, then delete it"
 
 
-def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
-
-
-def _tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of the four flagops tables, to show that a refused apply wrote nothing."""
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            return {
-                t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
-                for t in (feature_flags, org_feature_flags, audit_log, applies)
-            }
-    finally:
-        engine.dispose()
-
-
-def _sql(url: str, statement: str) -> None:
-    engine = _engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
 def _flag_keys(url: str) -> list[str]:
-    return [row[0] for row in _tables(url)["feature_flags"]]
+    return [row["flag_key"] for row in everything(url)["feature_flags"]]
 
 
-def _applied(make_repo: Any, url: str, flags: str = FLAGS, env_body: str = ENV) -> Any:
-    repo = make_repo(url, flags=flags, env_body=env_body)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    result = repo.flags("apply", "--env", "test", "--auto-approve")
-    assert result.exit_code == 0, result.output
-    return repo
+def _applied(make_repo: Any, url: str, flags: str = DEFAULT_FLAGS, env_body: str = ENV) -> Any:
+    return init_and_apply(make_repo(url, flags=flags, env_body=env_body))
 
 
 def _refused(repo: Any, url: str, *args: str) -> Any:
     """Run an apply that a guard must refuse; check it exits 5 and leaves every table as it was."""
-    before = _tables(url)
+    before = everything(url)
     result = repo.flags("apply", "--env", "test", "--auto-approve", *args)
     assert result.exit_code == 5, result.output
-    assert _tables(url) == before
+    assert everything(url) == before
     return result
 
 
 def test_deletes_need_allow_delete(db_url: str, make_repo: Any) -> None:
     repo = _applied(make_repo, db_url)
-    repo.write("flags/main.yaml", ONLY_LEAD)
-    repo.write("environments/test.yaml", HEADER)
+    repo.configure(ONLY_LEAD)
     plan = repo.flags("plan", "--env", "test")
     assert plan.exit_code == 5
     assert plan.stdout.splitlines()[-5:] == [
@@ -109,7 +64,7 @@ def test_deletes_need_allow_delete(db_url: str, make_repo: Any) -> None:
     done = repo.flags("apply", "--env", "test", "--auto-approve", "--allow-delete")
     assert done.exit_code == 0, done.output
     assert _flag_keys(db_url) == ["lead_scoring"]
-    assert _tables(db_url)["org_feature_flags"] == []
+    assert everything(db_url)["org_feature_flags"] == []
 
 
 def test_an_override_delete_alone_is_guarded_too(db_url: str, make_repo: Any) -> None:
@@ -123,8 +78,7 @@ def test_an_override_delete_alone_is_guarded_too(db_url: str, make_repo: Any) ->
 
 def test_allow_delete_in_the_environment_file_lifts_the_delete_guard(db_url: str, make_repo: Any) -> None:
     repo = _applied(make_repo, db_url)
-    repo.write("flags/main.yaml", ONLY_LEAD)
-    repo.write("environments/test.yaml", HEADER + "allow_delete: true\n")
+    repo.configure(ONLY_LEAD, "allow_delete: true\n")
     plan = repo.flags("plan", "--env", "test", "--format", "json")
     assert (plan.exit_code, json.loads(plan.stdout)["blocked"]) == (0, [])
     assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
@@ -132,7 +86,9 @@ def test_allow_delete_in_the_environment_file_lifts_the_delete_guard(db_url: str
 
 
 def test_a_protected_flag_is_not_deleted_until_an_apply_unprotects_it(db_url: str, make_repo: Any) -> None:
-    protected = FLAGS.replace("    name: SMS Campaigns\n", "    name: SMS Campaigns\n    protected: true\n")
+    protected = DEFAULT_FLAGS.replace(
+        "    name: SMS Campaigns\n", "    name: SMS Campaigns\n    protected: true\n"
+    )
     repo = _applied(make_repo, db_url, flags=protected, env_body="")
     repo.write("flags/main.yaml", ONLY_LEAD)  # its YAML is gone
     reason = f"flag is protected in the database; {PROTECTED}"
@@ -145,7 +101,7 @@ def test_a_protected_flag_is_not_deleted_until_an_apply_unprotects_it(db_url: st
     repo.write("environments/test.yaml", HEADER + "allow_delete: true\n")
     _refused(repo, db_url, "--allow-delete", "--overwrite-drift")
 
-    repo.write("flags/main.yaml", FLAGS)  # restored, protected: false (the default)
+    repo.write("flags/main.yaml", DEFAULT_FLAGS)  # restored, protected: false (the default)
     unprotect = repo.flags("apply", "--env", "test", "--auto-approve")
     assert unprotect.exit_code == 0, unprotect.output
     assert "      protected  true -> false" in unprotect.stdout.splitlines()
@@ -155,9 +111,11 @@ def test_a_protected_flag_is_not_deleted_until_an_apply_unprotects_it(db_url: st
 
 
 def test_unprotecting_by_hand_does_not_lift_the_guard(db_url: str, make_repo: Any) -> None:
-    protected = FLAGS.replace("    name: SMS Campaigns\n", "    name: SMS Campaigns\n    protected: true\n")
+    protected = DEFAULT_FLAGS.replace(
+        "    name: SMS Campaigns\n", "    name: SMS Campaigns\n    protected: true\n"
+    )
     repo = _applied(make_repo, db_url, flags=protected, env_body="allow_delete: true\n")
-    _sql(db_url, "UPDATE feature_flags SET protected = false WHERE flag_key = 'sms_campaigns'")
+    sql(db_url, "UPDATE feature_flags SET protected = false WHERE flag_key = 'sms_campaigns'")
     repo.write("flags/main.yaml", ONLY_LEAD)
     plan = json.loads(repo.flags("plan", "--env", "test", "--format", "json").stdout)
     assert plan["blocked"] == [
@@ -169,7 +127,7 @@ def test_unprotecting_by_hand_does_not_lift_the_guard(db_url: str, make_repo: An
 
 def test_overwriting_drift_needs_overwrite_drift(db_url: str, make_repo: Any) -> None:
     repo = _applied(make_repo, db_url)
-    _sql(db_url, "UPDATE feature_flags SET killed = true WHERE flag_key = 'sms_campaigns'")
+    sql(db_url, "UPDATE feature_flags SET killed = true WHERE flag_key = 'sms_campaigns'")
     plan = repo.flags("plan", "--env", "test", "--format", "json")
     assert plan.exit_code == 5
     [blocked] = json.loads(plan.stdout)["blocked"]
@@ -194,38 +152,39 @@ def test_a_saved_plan_is_guarded_with_the_options_of_the_apply(
     db_url: str, make_repo: Any, tmp_path: Path
 ) -> None:
     repo = _applied(make_repo, db_url)
-    repo.write("flags/main.yaml", ONLY_LEAD)
-    repo.write("environments/test.yaml", HEADER)
+    repo.configure(ONLY_LEAD)
     saved = tmp_path / "plan.json"
     assert repo.flags("plan", "--env", "test", "--out", str(saved)).exit_code == 5
-    before = _tables(db_url)
+    before = everything(db_url)
     refused = repo.flags("apply", "--env", "test", str(saved))
     assert refused.exit_code == 5
-    assert _tables(db_url) == before
+    assert everything(db_url) == before
     assert repo.flags("apply", "--env", "test", str(saved), "--allow-delete").exit_code == 0
     assert _flag_keys(db_url) == ["lead_scoring"]
 
 
 def test_a_saved_plan_cannot_hide_drift_from_the_apply(db_url: str, make_repo: Any, tmp_path: Path) -> None:
     repo = _applied(make_repo, db_url)
-    _sql(db_url, f"UPDATE org_feature_flags SET enabled = false WHERE org_id = '{ORG_A}'")
+    sql(db_url, f"UPDATE org_feature_flags SET enabled = false WHERE org_id = '{ORG_A}'")
     saved = tmp_path / "plan.json"
     assert repo.flags("plan", "--env", "test", "--out", str(saved)).exit_code == 5
     edited = json.loads(saved.read_text())
     assert [d["address"] for d in edited["drift"]] == [f"override.{ORG_A}.sms_campaigns"]
     edited["drift"], edited["blocked"] = [], []
     saved.write_text(json.dumps(edited))
-    before = _tables(db_url)
+    before = everything(db_url)
     refused = repo.flags("apply", "--env", "test", str(saved))
     assert refused.exit_code == 5
     assert f"  override.{ORG_A}.sms_campaigns: changed outside flags" in refused.stderr
-    assert _tables(db_url) == before
+    assert everything(db_url) == before
 
 
 def test_every_guard_is_reported_at_once(db_url: str, make_repo: Any) -> None:
-    protected = FLAGS.replace("    name: Lead Scoring\n", "    name: Lead Scoring\n    protected: true\n")
+    protected = DEFAULT_FLAGS.replace(
+        "    name: Lead Scoring\n", "    name: Lead Scoring\n    protected: true\n"
+    )
     repo = _applied(make_repo, db_url, flags=protected)
-    _sql(db_url, f"UPDATE org_feature_flags SET enabled = false WHERE org_id = '{ORG_A}'")
+    sql(db_url, f"UPDATE org_feature_flags SET enabled = false WHERE org_id = '{ORG_A}'")
     repo.write("flags/main.yaml", "flags:\n  sms_campaigns: {name: SMS Campaigns, owner: growth}\n")
     plan = json.loads(repo.flags("plan", "--env", "test", "--format", "json").stdout)
     assert [b["address"] for b in plan["blocked"]] == ["flag.lead_scoring", f"override.{ORG_A}.sms_campaigns"]

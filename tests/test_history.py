@@ -6,15 +6,14 @@ import datetime as dt
 import json
 from typing import Any
 
-import psycopg
 import pytest
 
 from flagops.render.history import change_text, render_history, short_commit, timestamp
+from support import DEFAULT_FLAGS, execute, initialised, ok
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ORG_B = "0b7f3a1c-9e44-4c55-8a0b-6f1d2c1e2b7f"
 SHA = "0123456789abcdef0123456789abcdef01234567"
-HEADER = "database:\n  url_env: FLAGS_TEST_URL\n"
 ENV = f"orgs:\n  {ORG_A}:\n    sms_campaigns: true\n"
 
 # -- rendering (pure) ------------------------------------------------------------------------------
@@ -141,23 +140,17 @@ def _history(repo: Any, *args: str) -> Any:
 
 def _prepared(make_repo: Any, url: str) -> Any:
     """Apply (from commit SHA), a partial apply, a kill, and (Postgres) an out-of-band change."""
-    repo = make_repo(url, env_body=ENV)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    first = repo.flags("apply", "--env", "test", "--auto-approve", env={"GITHUB_SHA": SHA})
-    assert first.exit_code == 0, first.output
-    repo.write(
-        "environments/test.yaml",
-        HEADER + f"orgs:\n  {ORG_A}:\n    sms_campaigns: true\n    lead_scoring: false\n",
-    )
-    partial = repo.flags("apply", "--env", "test", "--auto-approve", "--target", "lead_scoring")
-    assert partial.exit_code == 0, partial.output
+    repo = initialised(make_repo(url, env_body=ENV))
+    ok(repo, "apply", "--env", "test", "--auto-approve", env={"GITHUB_SHA": SHA})
+    repo.configure(DEFAULT_FLAGS, f"orgs:\n  {ORG_A}:\n    sms_campaigns: true\n    lead_scoring: false\n")
+    ok(repo, "apply", "--env", "test", "--auto-approve", "--target", "lead_scoring")
     assert repo.flags("kill", "sms_campaigns", "--env", "test", "--reason", "sends twice").exit_code == 0
     if url.startswith("postgresql"):
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                "UPDATE org_feature_flags SET enabled = false"
-                f" WHERE org_id = '{ORG_A}' AND flag_key = 'sms_campaigns'"
-            )
+        execute(
+            url,
+            "UPDATE org_feature_flags SET enabled = false"
+            f" WHERE org_id = '{ORG_A}' AND flag_key = 'sms_campaigns'",
+        )
     return repo
 
 

@@ -6,13 +6,11 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
-
 from flagops.adopt import adopt
 from flagops.load import load_config
 from flagops.state import FlagRow, State
 from flagops.yamledit import REMOVE
+from support import connected, init_and_apply, sql
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 BETA = "0b5e8d2a-3c4f-4e6a-9b1d-7a2c5e8f1d3b"
@@ -48,23 +46,9 @@ orgs:
 CLEAN = "No changes. Environment test matches the configuration.\n"
 
 
-def _run(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
 def _scalar(url: str, query: str) -> Any:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return conn.exec_driver_sql(query).scalar()
-    finally:
-        engine.dispose()
+    with connected(url) as conn:
+        return conn.exec_driver_sql(query).scalar()
 
 
 def _changed_lines(before: str, after: str) -> list[str]:
@@ -80,18 +64,12 @@ def _read(repo: Any, relative: str) -> str:
     return Path(repo.path, relative).read_text(encoding="utf-8")
 
 
-def _applied(repo: Any) -> None:
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    result = repo.flags("apply", "--env", "test", "--auto-approve")
-    assert result.exit_code == 0, result.output
-
-
 def test_import_accepts_drift_so_the_next_plan_is_clean(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url, flags=FLAGS, env_body=ENV)
-    _applied(repo)
+    init_and_apply(repo)
     env_before = _read(repo, "environments/test.yaml")
     flags_before = _read(repo, "flags/main.yaml")
-    _run(
+    sql(
         db_url,
         "UPDATE feature_flags SET rollout_percentage = 25 WHERE flag_key = 'lead_scoring'",
         "UPDATE feature_flags SET killed = true, enabled_globally = true WHERE flag_key = 'sms_campaigns'",
@@ -154,8 +132,8 @@ def test_import_adds_database_only_flags_to_imported_yaml_and_leaves_yaml_only_f
     db_url: str, make_repo: Any
 ) -> None:
     repo = make_repo(db_url, flags=FLAGS, env_body=ENV)
-    _applied(repo)
-    _run(
+    init_and_apply(repo)
+    sql(
         db_url,
         "INSERT INTO feature_flags (flag_key, name, description, owner, enabled_globally,"
         " rollout_percentage, killed, expires_on, protected)"
@@ -209,8 +187,8 @@ def test_import_adds_database_only_flags_to_imported_yaml_and_leaves_yaml_only_f
 
 def test_import_dry_run_writes_nothing(sqlite_url: str, make_repo: Any) -> None:
     repo = make_repo(sqlite_url, flags=FLAGS, env_body=ENV)
-    _applied(repo)
-    _run(sqlite_url, "UPDATE feature_flags SET rollout_percentage = 30 WHERE flag_key = 'lead_scoring'")
+    init_and_apply(repo)
+    sql(sqlite_url, "UPDATE feature_flags SET rollout_percentage = 30 WHERE flag_key = 'lead_scoring'")
     before = _read(repo, "environments/test.yaml")
     result = repo.flags("import", "--env", "test", "--dry-run")
     assert (result.exit_code, result.stdout) == (
@@ -282,7 +260,7 @@ flags:
 
 
 def test_adopting_a_database_filled_by_the_old_product(db_url: str, make_repo: Any) -> None:
-    _run(db_url, *(OLD_POSTGRES if db_url.startswith("postgresql") else OLD_SQLITE), *OLD_ROWS)
+    sql(db_url, *(OLD_POSTGRES if db_url.startswith("postgresql") else OLD_SQLITE), *OLD_ROWS)
     repo = make_repo(db_url, flags=OLD_FLAGS, env_body=ENV)
     env_before = _read(repo, "environments/test.yaml")
 
@@ -429,7 +407,7 @@ def test_import_into_the_example_production_file_keeps_its_comments(pg_url: str,
     assert repo.flags("init", "--env", "production", env=env).exit_code == 0
     assert repo.flags("apply", "--env", "production", "--auto-approve", env=env).exit_code == 0
     before = _read(repo, "environments/production.yaml")
-    _run(
+    sql(
         pg_url,
         "UPDATE org_feature_flags SET enabled = false"
         f" WHERE org_id = '{ACME}' AND flag_key = 'sms_campaigns'",
@@ -453,9 +431,9 @@ def test_a_flag_deleted_outside_flags_is_reported_not_removed_from_flags(
     sqlite_url: str, make_repo: Any
 ) -> None:
     repo = make_repo(sqlite_url, flags=FLAGS, env_body=ENV)
-    _applied(repo)
+    init_and_apply(repo)
     flags_before = _read(repo, "flags/main.yaml")
-    _run(
+    sql(
         sqlite_url,
         "DELETE FROM org_feature_flags WHERE flag_key = 'sms_campaigns'",
         "DELETE FROM feature_flags WHERE flag_key = 'sms_campaigns'",

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.pool import NullPool
 
 from flagops.db.migrate import HEAD, VERSION_TABLE
+from support import connected, engine
 
 MANAGED_TABLES = {"feature_flags", "org_feature_flags", "feature_flag_audit_log", "feature_flag_applies"}
 COLUMNS = {
@@ -67,23 +65,9 @@ NO_SCHEMA = (
 )
 
 
-def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
-
-
-@contextmanager
-def _connected(url: str) -> Iterator[sa.Connection]:
-    engine = _engine(url)
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-
-
 def _schema(url: str) -> dict[str, Any]:
     """Everything the inspector sees, to compare a schema before and after a second init."""
-    with _connected(url) as conn:
+    with connected(url) as conn:
         inspector = sa.inspect(conn)
         return {
             table: (
@@ -103,7 +87,7 @@ def test_init_creates_every_table_and_index(db_url: str, make_repo: Any) -> None
         f"Created the flagops schema (version {HEAD}) for environment test.\n",
         "",
     )
-    with _connected(db_url) as conn:
+    with connected(db_url) as conn:
         inspector = sa.inspect(conn)
         assert set(inspector.get_table_names()) == MANAGED_TABLES | {VERSION_TABLE}
         for table, expected in COLUMNS.items():
@@ -136,29 +120,29 @@ def test_init_creates_every_table_and_index(db_url: str, make_repo: Any) -> None
 def test_rollout_check_constraint_rejects_out_of_range(db_url: str, make_repo: Any, percentage: str) -> None:
     repo = make_repo(db_url)
     assert repo.flags("init", "--env", "test").exit_code == 0
-    engine = _engine(db_url)
+    db = engine(db_url)
     try:
-        with engine.begin() as conn:
+        with db.begin() as conn:
             conn.exec_driver_sql(
                 "INSERT INTO feature_flags (flag_key, name, rollout_percentage) VALUES ('edge', 'Edge', 100)"
             )
-        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        with pytest.raises(sa.exc.IntegrityError), db.begin() as conn:
             conn.exec_driver_sql(
                 "INSERT INTO feature_flags (flag_key, name, rollout_percentage)"
                 f" VALUES ('bad', 'Bad', {percentage})"
             )
-        with engine.begin() as conn:
+        with db.begin() as conn:
             assert conn.exec_driver_sql("SELECT flag_key FROM feature_flags").scalars().all() == ["edge"]
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 def test_override_needs_an_existing_flag(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url)
     assert repo.flags("init", "--env", "test").exit_code == 0
-    engine = _engine(db_url)
+    db = engine(db_url)
     try:
-        with engine.connect() as conn:
+        with db.connect() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA foreign_keys = ON")
                 conn.commit()
@@ -168,7 +152,7 @@ def test_override_needs_an_existing_flag(db_url: str, make_repo: Any) -> None:
                     " VALUES ('6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44', 'missing', true)"
                 )
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 def test_init_is_idempotent(db_url: str, make_repo: Any) -> None:
@@ -190,14 +174,14 @@ def test_plan_and_apply_before_init_name_flags_init(db_url: str, make_repo: Any)
     assert (plan.exit_code, plan.stdout, plan.stderr) == (1, "", NO_SCHEMA)
     apply = repo.flags("apply", "--env", "test", "--auto-approve")
     assert (apply.exit_code, apply.stdout, apply.stderr) == (1, "", NO_SCHEMA)
-    with _connected(db_url) as conn:
+    with connected(db_url) as conn:
         assert sa.inspect(conn).get_table_names() == []
 
 
 def test_plan_on_a_hand_set_old_version_says_run_init(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url)
     assert repo.flags("init", "--env", "test").exit_code == 0
-    with _connected(db_url) as conn:
+    with connected(db_url) as conn:
         conn.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = '0001'")
     plan = repo.flags("plan", "--env", "test")
     assert (plan.exit_code, plan.stdout, plan.stderr) == (
@@ -210,7 +194,7 @@ def test_plan_on_a_hand_set_old_version_says_run_init(db_url: str, make_repo: An
 
 def test_init_upgrades_a_schema_at_the_first_version(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url)
-    with _connected(db_url) as conn:
+    with connected(db_url) as conn:
         config = Config()
         config.set_main_option("script_location", "flagops.db:migrations")
         config.attributes["connection"] = conn
@@ -228,7 +212,7 @@ def test_init_upgrades_a_schema_at_the_first_version(db_url: str, make_repo: Any
 
 
 def test_init_completes_tables_left_by_the_product_flagops_replaces(pg_url: str, make_repo: Any) -> None:
-    with _connected(pg_url) as conn:
+    with connected(pg_url) as conn:
         conn.exec_driver_sql(
             "CREATE TABLE feature_flags (flag_key text PRIMARY KEY, name text NOT NULL,"
             " enabled_globally boolean NOT NULL DEFAULT false,"
@@ -248,7 +232,7 @@ def test_init_completes_tables_left_by_the_product_flagops_replaces(pg_url: str,
         )
     repo = make_repo(pg_url)
     assert repo.flags("init", "--env", "test").exit_code == 0
-    with _connected(pg_url) as conn:
+    with connected(pg_url) as conn:
         inspector = sa.inspect(conn)
         for table in ("feature_flags", "org_feature_flags"):
             present = {c["name"] for c in inspector.get_columns(table)}

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 import flagops.db.kill
 from flagops.db.kill import hold_flag_rows
-from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
+from flagops.db.tables import audit_log, feature_flags
+from support import connected, engine, everything, init_and_apply, rows
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ENV = f"orgs:\n  {ORG_A}:\n    sms_campaigns: true\n"
@@ -28,47 +28,14 @@ KILLED = [
 NO_CHANGES = "No changes. Environment test matches the configuration.\n"
 
 
-def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
-
-
-def _tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            return {
-                t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
-                for t in (feature_flags, org_feature_flags, audit_log, applies)
-            }
-    finally:
-        engine.dispose()
-
-
-def _audit(url: str) -> list[dict[str, Any]]:
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(audit_log).order_by(audit_log.c.id))]
-    finally:
-        engine.dispose()
-
-
 def _killed(url: str, flag_key: str) -> bool:
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            query = sa.select(feature_flags.c.killed).where(feature_flags.c.flag_key == flag_key)
-            return bool(conn.execute(query).scalar_one())
-    finally:
-        engine.dispose()
+    with connected(url) as conn:
+        query = sa.select(feature_flags.c.killed).where(feature_flags.c.flag_key == flag_key)
+        return bool(conn.execute(query).scalar_one())
 
 
 def _applied(make_repo: Any, url: str) -> Any:
-    repo = make_repo(url, env_body=ENV)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    result = repo.flags("apply", "--env", "test", "--auto-approve")
-    assert result.exit_code == 0, result.output
-    return repo
+    return init_and_apply(make_repo(url, env_body=ENV))
 
 
 def _kill(repo: Any, flag: str = "lead_scoring", reason: str = "db on fire") -> Any:
@@ -77,13 +44,13 @@ def _kill(repo: Any, flag: str = "lead_scoring", reason: str = "db on fire") -> 
 
 def test_kill_switches_the_flag_off_and_writes_one_kill_audit_row(db_url: str, make_repo: Any) -> None:
     repo = _applied(make_repo, db_url)
-    before = _audit(db_url)
+    before = rows(db_url, audit_log)
     result = _kill(repo)
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout.splitlines() == KILLED
     assert _killed(db_url, "lead_scoring")
     assert not _killed(db_url, "sms_campaigns")
-    new = _audit(db_url)[len(before) :]
+    new = rows(db_url, audit_log)[len(before) :]
     assert len(new) == 1  # on Postgres: no out-of-band row from the triggers as well
     row = new[0]
     assert {k: row[k] for k in row if k not in ("id", "changed_at")} == {
@@ -120,10 +87,10 @@ def test_a_kill_is_drift_that_apply_does_not_undo_without_overwrite_drift(
         in text
     )
 
-    before = _tables(db_url)
+    before = everything(db_url)
     refused = repo.flags("apply", "--env", "test", "--auto-approve")
     assert refused.exit_code == 5
-    assert _tables(db_url) == before
+    assert everything(db_url) == before
     assert _killed(db_url, "lead_scoring")
 
     undone = repo.flags("apply", "--env", "test", "--auto-approve", "--overwrite-drift")
@@ -149,17 +116,17 @@ def test_a_kill_kept_in_the_environment_file_is_adopted(db_url: str, make_repo: 
 
 def test_killing_an_unknown_flag_exits_1_and_writes_nothing(db_url: str, make_repo: Any) -> None:
     repo = _applied(make_repo, db_url)
-    before = _tables(db_url)
+    before = everything(db_url)
     result = _kill(repo, "no_such_flag")
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr == "flag no_such_flag does not exist in the database of environment test\n"
-    assert _tables(db_url) == before
+    assert everything(db_url) == before
 
 
 def test_killing_a_killed_flag_says_so_and_writes_nothing(db_url: str, make_repo: Any) -> None:
     repo = _applied(make_repo, db_url)
     assert _kill(repo).exit_code == 0
-    before = _tables(db_url)
+    before = everything(db_url)
     again = _kill(repo, reason="still on fire")
     assert again.exit_code == 0
     assert re.fullmatch(
@@ -167,26 +134,25 @@ def test_killing_a_killed_flag_says_so_and_writes_nothing(db_url: str, make_repo
         r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ: db on fire\); nothing was written\.\n",
         again.stdout,
     ), again.stdout
-    assert _tables(db_url) == before
+    assert everything(db_url) == before
 
 
 def test_a_reason_is_required(sqlite_url: str, make_repo: Any) -> None:
     repo = _applied(make_repo, sqlite_url)
-    before = _tables(sqlite_url)
+    before = everything(sqlite_url)
     missing = repo.flags("kill", "lead_scoring", "--env", "test")
     assert missing.exit_code == 1
     assert "Error: Missing option '--reason'." in missing.stderr
     blank = _kill(repo, reason="   ")
     assert (blank.exit_code, blank.stderr) == (1, "--reason must say why the flag is killed\n")
-    assert _tables(sqlite_url) == before
+    assert everything(sqlite_url) == before
 
 
 def test_a_kill_before_any_apply_is_still_drift(db_url: str, make_repo: Any) -> None:
     """A database filled by hand (or by the product flagops replaces) has no snapshot yet."""
     repo = make_repo(db_url)
     assert repo.flags("init", "--env", "test").exit_code == 0
-    engine = _engine(db_url)
-    with engine.begin() as conn:
+    with connected(db_url) as conn:
         conn.execute(
             feature_flags.insert(),
             [
@@ -204,7 +170,6 @@ def test_a_kill_before_any_apply_is_still_drift(db_url: str, make_repo: Any) -> 
                 },
             ],
         )
-    engine.dispose()
     assert repo.flags("plan", "--env", "test").stdout == NO_CHANGES
     assert _kill(repo, "sms_campaigns").exit_code == 0
     plan = json.loads(repo.flags("plan", "--env", "test", "--format", "json").stdout)
@@ -232,8 +197,8 @@ def test_an_apply_planned_before_a_kill_is_stale(db_url: str, make_repo: Any, tm
 
 def test_a_kill_waits_for_an_apply_holding_the_flag_rows(pg_url: str, make_repo: Any) -> None:
     repo = _applied(make_repo, pg_url)
-    engine = _engine(pg_url)
-    conn = engine.connect()
+    db = engine(pg_url)
+    conn = db.connect()
     holder = conn.begin()
     hold_flag_rows(conn)  # what an apply does under its lock
     release = threading.Timer(0.5, holder.commit)
@@ -244,7 +209,7 @@ def test_a_kill_waits_for_an_apply_holding_the_flag_rows(pg_url: str, make_repo:
     finally:
         release.join()
         conn.close()
-        engine.dispose()
+        db.dispose()
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started >= 0.45
     assert _killed(pg_url, "lead_scoring")
@@ -255,19 +220,19 @@ def test_a_kill_gives_up_when_the_row_stays_locked(
 ) -> None:
     repo = _applied(make_repo, pg_url)
     monkeypatch.setattr(flagops.db.kill, "ROW_LOCK_TIMEOUT", 0.3)
-    engine = _engine(pg_url)
+    db = engine(pg_url)
     try:
-        with engine.connect() as conn:
+        with db.connect() as conn:
             holder = conn.begin()
             hold_flag_rows(conn)
             result = _kill(repo)
             holder.rollback()
     finally:
-        engine.dispose()
+        db.dispose()
     assert (result.exit_code, result.stdout) == (4, "")
     assert result.stderr == (
         "flag lead_scoring in environment test is locked by another transaction (an apply in progress?);"
         " gave up after 0.3s, nothing was written; try again\n"
     )
     assert not _killed(pg_url, "lead_scoring")
-    assert [row["source"] for row in _audit(pg_url)] == ["apply"] * 3
+    assert [row["source"] for row in rows(pg_url, audit_log)] == ["apply"] * 3

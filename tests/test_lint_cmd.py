@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from flagops.cli import cli
+from support import DEFAULT_FLAGS, connected, init_and_apply
 
 CASES = Path(__file__).resolve().parent / "lint_cases"
 GOLDEN = CASES / "golden"
@@ -210,29 +211,11 @@ def test_lint_without_env_does_not_import_the_database_stack() -> None:
 
 # -- --env: stale rollouts from the audit log ------------------------------------------------------
 
-STALE_FLAGS = """
-flags:
-  lead_scoring:
-    name: Lead Scoring
-    owner: growth
-    rollout_percentage: 50
-  sms_campaigns:
-    name: SMS Campaigns
-    owner: growth
-"""
-
-
-def engine_for(url: str) -> sa.Engine:
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-
 
 def execute(url: str, statement: str, **params: object) -> None:
-    engine = engine_for(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(sa.text(statement), params)
-    finally:
-        engine.dispose()
+    """Run one statement with named parameters (`:name`), committed."""
+    with connected(url) as connection:
+        connection.execute(sa.text(statement), params)
 
 
 def stale_keys(repo: Any, *args: str) -> list[str]:
@@ -243,9 +226,7 @@ def stale_keys(repo: Any, *args: str) -> list[str]:
 
 
 def test_env_reports_rollouts_unchanged_for_longer_than_stale_days(db_url: str, make_repo: Any) -> None:
-    repo = make_repo(db_url, flags=STALE_FLAGS)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    repo = init_and_apply(make_repo(db_url, flags=DEFAULT_FLAGS))
     assert stale_keys(repo) == []  # just created
 
     now = dt.datetime.now(dt.UTC)
@@ -269,7 +250,7 @@ def test_env_reports_rollouts_unchanged_for_longer_than_stale_days(db_url: str, 
     assert stale_keys(repo, "--stale-days", "199") == ["lead_scoring", "sms_campaigns"]
 
     # A pending rollout change in the configuration is not stale; once applied it is fresh.
-    repo.write("flags/main.yaml", STALE_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"))
+    repo.write("flags/main.yaml", DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"))
     assert stale_keys(repo) == ["sms_campaigns"]
     assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
     assert stale_keys(repo) == ["sms_campaigns"]
@@ -277,7 +258,8 @@ def test_env_reports_rollouts_unchanged_for_longer_than_stale_days(db_url: str, 
     # A change that leaves the rollout alone does not make it fresh.
     repo.write(
         "flags/main.yaml",
-        STALE_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60") + "    description: texts\n",
+        DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60")
+        + "    description: texts\n",
     )
     assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
     assert stale_keys(repo) == ["sms_campaigns"]
@@ -296,9 +278,7 @@ def test_env_reports_rollouts_unchanged_for_longer_than_stale_days(db_url: str, 
 
 
 def test_env_falls_back_to_created_at(db_url: str, make_repo: Any) -> None:
-    repo = make_repo(db_url, flags=STALE_FLAGS)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    repo = init_and_apply(make_repo(db_url, flags=DEFAULT_FLAGS))
     long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=120)
     # Old audit rows, but the flag row itself was created again recently: not stale.
     execute(db_url, "UPDATE feature_flag_audit_log SET changed_at = :t", t=long_ago)
@@ -310,7 +290,7 @@ def test_env_falls_back_to_created_at(db_url: str, make_repo: Any) -> None:
 
 
 def test_env_needs_an_initialised_database(pg_url: str, make_repo: Any) -> None:
-    repo = make_repo(pg_url, flags=STALE_FLAGS)
+    repo = make_repo(pg_url, flags=DEFAULT_FLAGS)
     result = repo.flags("lint", "--env", "test")
     assert result.exit_code == 1
     assert "run: flags init --env test" in result.stderr

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,37 +12,16 @@ from typing import Any
 
 import psycopg
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 from flagops.db.lock import lock_key
-from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
+from support import everything, initialised, spawn
 
-FLAGS = str(Path(sys.executable).parent / "flags")
 APPLIED = "Apply complete! 2 added, 0 changed, 0 destroyed in environment test"
-
-
-def _everything(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return {
-                t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
-                for t in (feature_flags, org_feature_flags, audit_log, applies)
-            }
-    finally:
-        engine.dispose()
-
-
-def _initialised(make_repo: Any, url: str) -> Any:
-    repo = make_repo(url)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    return repo
 
 
 @pytest.fixture
 def repo(pg_url: str, make_repo: Any) -> Any:
-    return _initialised(make_repo, pg_url)
+    return initialised(make_repo(pg_url))
 
 
 @pytest.fixture
@@ -76,7 +53,7 @@ def test_held_lock_fails_at_once_naming_its_holder(
 ) -> None:
     saved = tmp_path / "plan.json"
     assert repo.flags("plan", "--env", "test", "--out", str(saved)).exit_code == 0
-    before = _everything(pg_url)
+    before = everything(pg_url)
     pid = holder.info.backend_pid
     for args in (["--auto-approve"], [str(saved)]):
         started = time.monotonic()
@@ -89,7 +66,7 @@ def test_held_lock_fails_at_once_naming_its_holder(
             f"environment test is being applied by deploy-script (pid {pid}, user postgres"
         )
         assert result.stderr.endswith("; gave up after 0s (--lock-timeout)\n")
-    assert _everything(pg_url) == before
+    assert everything(pg_url) == before
 
 
 def test_lock_of_another_environment_does_not_block(pg_url: str, repo: Any) -> None:
@@ -122,7 +99,7 @@ def test_apply_gives_up_when_the_lock_outlasts_the_timeout(
     assert result.exit_code == 4
     assert result.stderr.endswith("; gave up after 1s (--lock-timeout)\n")
     assert 1 <= elapsed < 3, elapsed
-    assert _everything(pg_url)["feature_flags"] == []
+    assert everything(pg_url)["feature_flags"] == []
 
 
 def test_plan_does_not_need_the_lock(repo: Any, holder: psycopg.Connection[Any]) -> None:
@@ -131,23 +108,8 @@ def test_plan_does_not_need_the_lock(repo: Any, holder: psycopg.Connection[Any])
 
 
 def _run_apply(repo: Any, lock_timeout: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            FLAGS,
-            "--config-dir",
-            str(repo.path),
-            "apply",
-            "--env",
-            "test",
-            "--auto-approve",
-            "--lock-timeout",
-            lock_timeout,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **repo.env},
+    return spawn(
+        repo.path, "apply", "--env", "test", "--auto-approve", "--lock-timeout", lock_timeout, env=repo.env
     )
 
 
@@ -176,24 +138,24 @@ def test_concurrent_applies_serialise(pg_url: str, repo: Any, holder: psycopg.Co
     [again] = [(out, err) for _, out, err in outcomes if APPLIED not in out]
     assert again[1] == ""
     assert again[0].endswith("No changes. Environment test matches the configuration.\n")
-    rows = _everything(pg_url)
+    rows = everything(pg_url)
     assert len(rows["feature_flag_applies"]) == 1
     assert len(rows["feature_flag_audit_log"]) == 2
 
 
 def test_concurrent_applies_serialise_on_sqlite(sqlite_url: str, make_repo: Any) -> None:
-    repo = _initialised(make_repo, sqlite_url)
+    repo = initialised(make_repo(sqlite_url))
     processes = [_run_apply(repo, "20") for _ in range(2)]
     outcomes = [(p.wait(timeout=60), *p.communicate()) for p in processes]
     assert [code for code, _, _ in outcomes] == [0, 0], outcomes
     assert sum(APPLIED in out for _, out, _ in outcomes) == 1, outcomes
-    assert len(_everything(sqlite_url)["feature_flag_applies"]) == 1
+    assert len(everything(sqlite_url)["feature_flag_applies"]) == 1
 
 
 def test_sqlite_held_write_transaction_fails_the_apply(
     sqlite_url: str, make_repo: Any, tmp_path: Path
 ) -> None:
-    repo = _initialised(make_repo, sqlite_url)
+    repo = initialised(make_repo(sqlite_url))
     saved = tmp_path / "plan.json"
     assert repo.flags("plan", "--env", "test", "--out", str(saved)).exit_code == 0
     writer = sqlite3.connect(tmp_path / "flags.db", isolation_level=None, check_same_thread=False)

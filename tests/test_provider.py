@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from openfeature import api
 from openfeature.evaluation_context import EvaluationContext
@@ -15,10 +14,10 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 from openfeature.provider import ProviderStatus
 
-from conftest import ADMIN_URL
 from flagops.client import FlagClient
 from flagops.provider import FlagopsProvider
 from flagops.rollout import bucket
+from support import ADMIN_URL, database_name, execute, init_and_apply
 from test_rls import ACME, GLOBEX
 
 FLAGS = """
@@ -38,9 +37,7 @@ orgs:
 
 @pytest.fixture
 def applied(pg_url: str, make_repo: Any) -> str:
-    repo = make_repo(pg_url, flags=FLAGS, env_body=OVERRIDES)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    init_and_apply(make_repo(pg_url, flags=FLAGS, env_body=OVERRIDES))
     return pg_url
 
 
@@ -199,16 +196,13 @@ def test_the_provider_needs_a_client_or_a_url() -> None:
 
 
 def test_values_served_during_an_outage_are_marked_stale(pg_url: str, make_repo: Any) -> None:
-    repo = make_repo(pg_url, flags=FLAGS, env_body=OVERRIDES)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    init_and_apply(make_repo(pg_url, flags=FLAGS, env_body=OVERRIDES))
     flag_client = FlagClient(pg_url, ttl=0)
     api.set_provider_and_wait(FlagopsProvider(flag_client))
     try:
         client = api.get_client()
         fresh = client.get_boolean_details("sms_campaigns", False, context(ACME))
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{pg_url.rpartition("/")[2]}" WITH (FORCE)')
+        execute(ADMIN_URL, f'DROP DATABASE "{database_name(pg_url)}" WITH (FORCE)')
         stale = client.get_boolean_details("sms_campaigns", False, context(ACME))
     finally:
         api.clear_providers()

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -16,31 +12,32 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
-from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
+from flagops.db.tables import audit_log, feature_flags, org_feature_flags
 from flagops.diff import apply_changes, diff
 from flagops.reconcile import connect, make_plan
 from flagops.state import EMPTY, FlagRow, State
+from support import (
+    DEFAULT_FLAGS,
+    Repo,
+    engine,
+    everything,
+    finish,
+    init_and_apply,
+    ok,
+    rows,
+    spawn,
+    sql,
+    stale_message,
+)
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ORG_B = "0b7f3a1c-9e44-4c55-8a0b-6f1d2c1e2b7f"
-FLAGS = str(Path(sys.executable).parent / "flags")
 DELETE_HINT = "would be deleted; pass --allow-delete or set allow_delete: true in environments/test.yaml"
 PROTECTED = (
     "flag is protected in the database; restore its YAML, apply it with protected: false, then delete it"
 )
 
-BASE_FLAGS = """
-flags:
-  lead_scoring:
-    name: Lead Scoring
-    owner: growth
-    rollout_percentage: 50
-  sms_campaigns:
-    name: SMS Campaigns
-    owner: growth
-"""
 BASE_ENV = f"""
 orgs:
   {ORG_A}:
@@ -51,88 +48,38 @@ orgs:
 """
 
 
-def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
-
-
-def _sql(url: str, *statements: str) -> None:
-    engine = _engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
-def _select(url: str, table: sa.Table) -> list[dict[str, Any]]:
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            query = sa.select(table).order_by(*table.primary_key.columns)
-            return [dict(row._mapping) for row in conn.execute(query)]
-    finally:
-        engine.dispose()
-
-
-def _everything(url: str) -> dict[str, list[dict[str, Any]]]:
-    """The full contents of the four managed tables, to prove that nothing was written."""
-    return {t.name: _select(url, t) for t in (feature_flags, org_feature_flags, audit_log, applies)}
-
-
 def _flags(url: str) -> dict[str, dict[str, Any]]:
-    return {row["flag_key"]: row for row in _select(url, feature_flags)}
+    return {row["flag_key"]: row for row in rows(url, feature_flags)}
 
 
 def _overrides(url: str) -> dict[tuple[str, str], bool]:
-    return {(r["flag_key"], r["org_id"]): r["enabled"] for r in _select(url, org_feature_flags)}
+    return {(r["flag_key"], r["org_id"]): r["enabled"] for r in rows(url, org_feature_flags)}
 
 
-def _configure(repo: Any, flags: str, env_body: str) -> None:
-    repo.write("flags/main.yaml", flags)
-    body = textwrap.dedent(env_body).lstrip("\n")
-    repo.write("environments/test.yaml", "database:\n  url_env: FLAGS_TEST_URL\n" + body)
-
-
-def _ok(repo: Any, *args: str) -> str:
-    result = repo.flags(*args)
-    assert result.exit_code == 0, result.output
-    return str(result.stdout)
-
-
-def _base(repo: Any) -> None:
-    _configure(repo, BASE_FLAGS, BASE_ENV)
-    _ok(repo, "init", "--env", "test")
-    _ok(repo, "apply", "--env", "test", "--auto-approve")
+def _base(repo: Repo) -> None:
+    repo.configure(DEFAULT_FLAGS, BASE_ENV)
+    init_and_apply(repo)
 
 
 def _no_changes(repo: Any) -> None:
-    assert _ok(repo, "plan", "--env", "test") == "No changes. Environment test matches the configuration.\n"
+    assert ok(repo, "plan", "--env", "test") == "No changes. Environment test matches the configuration.\n"
 
 
 # -- stale plans ------------------------------------------------------------------------------------
 
 
-def _stale_message(plan_file: Path) -> str:
-    created = json.loads(plan_file.read_text())["created_at"]
-    return (
-        f"plan is stale: environment test changed since the plan was made ({created});"
-        " nothing was written. Run flags plan again.\n"
-    )
-
-
 def test_saved_plan_is_stale_after_another_apply(db_url: str, make_repo: Any, tmp_path: Path) -> None:
     repo = make_repo(db_url)
     _base(repo)
-    _configure(repo, BASE_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"), BASE_ENV)
+    repo.configure(DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"), BASE_ENV)
     saved = tmp_path / "plan.json"
-    _ok(repo, "plan", "--env", "test", "--out", str(saved))
-    _configure(repo, BASE_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 70"), BASE_ENV)
-    _ok(repo, "apply", "--env", "test", "--auto-approve")
-    before = _everything(db_url)
+    ok(repo, "plan", "--env", "test", "--out", str(saved))
+    repo.configure(DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 70"), BASE_ENV)
+    ok(repo, "apply", "--env", "test", "--auto-approve")
+    before = everything(db_url)
     result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stdout, result.stderr) == (3, "", _stale_message(saved))
-    assert _everything(db_url) == before
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "", stale_message(saved))
+    assert everything(db_url) == before
     assert _flags(db_url)["lead_scoring"]["rollout_percentage"] == Decimal("70.00")
 
 
@@ -152,43 +99,43 @@ def test_saved_plan_is_stale_after_a_change_in_sql(
 ) -> None:
     repo = make_repo(db_url)
     _base(repo)
-    _configure(repo, BASE_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"), BASE_ENV)
+    repo.configure(DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"), BASE_ENV)
     saved = tmp_path / "plan.json"
-    _ok(repo, "plan", "--env", "test", "--out", str(saved))
-    _sql(db_url, statement)
-    before = _everything(db_url)
+    ok(repo, "plan", "--env", "test", "--out", str(saved))
+    sql(db_url, statement)
+    before = everything(db_url)
     result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stdout, result.stderr) == (3, "", _stale_message(saved))
-    assert _everything(db_url) == before
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "", stale_message(saved))
+    assert everything(db_url) == before
 
 
 def test_saved_plan_applied_twice_is_stale_the_second_time(
     db_url: str, make_repo: Any, tmp_path: Path
 ) -> None:
     repo = make_repo(db_url)
-    _configure(repo, BASE_FLAGS, BASE_ENV)
-    _ok(repo, "init", "--env", "test")
+    repo.configure(DEFAULT_FLAGS, BASE_ENV)
+    ok(repo, "init", "--env", "test")
     saved = tmp_path / "plan.json"
-    _ok(repo, "plan", "--env", "test", "--out", str(saved))
-    _ok(repo, "apply", "--env", "test", str(saved))
-    before = _everything(db_url)
+    ok(repo, "plan", "--env", "test", "--out", str(saved))
+    ok(repo, "apply", "--env", "test", str(saved))
+    before = everything(db_url)
     result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stderr) == (3, _stale_message(saved))
-    assert _everything(db_url) == before
+    assert (result.exit_code, result.stderr) == (3, stale_message(saved))
+    assert everything(db_url) == before
 
 
 def test_saved_plan_for_another_environment_is_refused(
     sqlite_url: str, make_repo: Any, tmp_path: Path
 ) -> None:
     repo = make_repo(sqlite_url)
-    _ok(repo, "init", "--env", "test")
+    ok(repo, "init", "--env", "test")
     saved = tmp_path / "plan.json"
-    _ok(repo, "plan", "--env", "test", "--out", str(saved))
+    ok(repo, "plan", "--env", "test", "--out", str(saved))
     repo.write("environments/other.yaml", "database:\n  url_env: FLAGS_TEST_URL\n")
-    before = _everything(sqlite_url)
+    before = everything(sqlite_url)
     result = repo.flags("apply", "--env", "other", str(saved))
     assert (result.exit_code, result.stderr) == (1, "the plan is for environment test, not other\n")
-    assert _everything(sqlite_url) == before
+    assert everything(sqlite_url) == before
 
 
 # -- updates and deletes ----------------------------------------------------------------------------
@@ -197,8 +144,7 @@ def test_saved_plan_for_another_environment_is_refused(
 def test_every_flag_field_is_updated_and_audited(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url)
     _base(repo)
-    _configure(
-        repo,
+    repo.configure(
         """
         flags:
           lead_scoring:
@@ -215,7 +161,7 @@ def test_every_flag_field_is_updated_and_audited(db_url: str, make_repo: Any) ->
         """,
         BASE_ENV,
     )
-    plan = _ok(repo, "plan", "--env", "test")
+    plan = ok(repo, "plan", "--env", "test")
     for line in (
         "  ~ flag.lead_scoring",
         '      name                "Lead Scoring" -> "Lead Scoring v2"',
@@ -228,7 +174,7 @@ def test_every_flag_field_is_updated_and_audited(db_url: str, make_repo: Any) ->
     ):
         assert line in plan.splitlines(), line
     assert plan.endswith("Plan: 0 to add, 1 to change, 0 to destroy.\n")
-    _ok(repo, "apply", "--env", "test", "--auto-approve")
+    ok(repo, "apply", "--env", "test", "--auto-approve")
     row = _flags(repo_url := db_url)["lead_scoring"]
     assert (
         row["name"],
@@ -249,7 +195,7 @@ def test_every_flag_field_is_updated_and_audited(db_url: str, make_repo: Any) ->
         dt.date(2027, 6, 30),
         False,
     )
-    [update] = [e for e in _select(repo_url, audit_log) if e["action"] == "update"]
+    [update] = [e for e in rows(repo_url, audit_log) if e["action"] == "update"]
     assert update["old_value"] == {
         "name": "Lead Scoring",
         "description": "",
@@ -276,9 +222,7 @@ def test_percentages_round_trip_exactly(db_url: str, make_repo: Any) -> None:
     flags = "flags:\n" + "".join(
         f"  flag_{i}:\n    name: Flag {i}\n    rollout_percentage: {v}\n" for i, v in enumerate(values)
     )
-    repo = make_repo(db_url, flags=flags)
-    _ok(repo, "init", "--env", "test")
-    _ok(repo, "apply", "--env", "test", "--auto-approve")
+    repo = init_and_apply(make_repo(db_url, flags=flags))
     stored = {k: row["rollout_percentage"] for k, row in _flags(db_url).items()}
     assert stored == {f"flag_{i}": Decimal(v).quantize(Decimal("0.01")) for i, v in enumerate(values)}
     _no_changes(repo)
@@ -287,9 +231,8 @@ def test_percentages_round_trip_exactly(db_url: str, make_repo: Any) -> None:
 def test_override_update_and_delete(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url)
     _base(repo)
-    _configure(
-        repo,
-        BASE_FLAGS,
+    repo.configure(
+        DEFAULT_FLAGS,
         f"""
         orgs:
           {ORG_A}:
@@ -302,18 +245,18 @@ def test_override_update_and_delete(db_url: str, make_repo: Any) -> None:
     assert f"  ~ override.{ORG_A}.lead_scoring  enabled: true -> false" in plan.stdout
     assert f"  - override.{ORG_B}.lead_scoring  enabled: false" in plan.stdout
     assert f"  x override.{ORG_B}.lead_scoring: {DELETE_HINT}" in plan.stdout
-    before = _everything(db_url)
+    before = everything(db_url)
     blocked = repo.flags("apply", "--env", "test", "--auto-approve")
     assert blocked.exit_code == 5
     assert blocked.stderr == (
         "apply blocked by 1 guard(s) (nothing was written):\n"
         f"  override.{ORG_B}.lead_scoring: {DELETE_HINT}\n"
     )
-    assert _everything(db_url) == before
-    _ok(repo, "apply", "--env", "test", "--auto-approve", "--allow-delete")
+    assert everything(db_url) == before
+    ok(repo, "apply", "--env", "test", "--auto-approve", "--allow-delete")
     assert _overrides(db_url) == {("lead_scoring", ORG_A): False, ("sms_campaigns", ORG_A): True}
     new_audit = [
-        e for e in _select(db_url, audit_log) if e["id"] not in {a["id"] for a in before[audit_log.name]}
+        e for e in rows(db_url, audit_log) if e["id"] not in {a["id"] for a in before[audit_log.name]}
     ]
     assert sorted((e["org_id"], e["action"], e["old_value"], e["new_value"]) for e in new_audit) == sorted(
         [
@@ -327,13 +270,13 @@ def test_override_update_and_delete(db_url: str, make_repo: Any) -> None:
 def test_deleting_a_flag_deletes_its_overrides_only_when_allowed(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url)
     _base(repo)
-    without_sms = BASE_FLAGS.split("  sms_campaigns:")[0]
+    without_sms = DEFAULT_FLAGS.split("  sms_campaigns:")[0]
     env_without_sms = BASE_ENV.replace("    sms_campaigns: true\n", "")
-    _configure(repo, without_sms, env_without_sms)
+    repo.configure(without_sms, env_without_sms)
     plan = repo.flags("plan", "--env", "test")
     assert plan.exit_code == 5
     assert plan.stdout.splitlines()[-1] == "Plan: 0 to add, 0 to change, 2 to destroy."
-    before = _everything(db_url)
+    before = everything(db_url)
     blocked = repo.flags("apply", "--env", "test", "--auto-approve")
     assert blocked.exit_code == 5
     assert blocked.stderr == (
@@ -341,16 +284,14 @@ def test_deleting_a_flag_deletes_its_overrides_only_when_allowed(db_url: str, ma
         f"  flag.sms_campaigns: {DELETE_HINT}\n"
         f"  override.{ORG_A}.sms_campaigns: {DELETE_HINT}\n"
     )
-    assert _everything(db_url) == before
-    _configure(repo, without_sms, "allow_delete: true\n" + env_without_sms.lstrip("\n"))
+    assert everything(db_url) == before
+    repo.configure(without_sms, "allow_delete: true\n" + env_without_sms.lstrip("\n"))
     assert repo.flags("plan", "--env", "test").exit_code == 0
-    _ok(repo, "apply", "--env", "test", "--auto-approve")
+    ok(repo, "apply", "--env", "test", "--auto-approve")
     assert set(_flags(db_url)) == {"lead_scoring"}
     assert _overrides(db_url) == {("lead_scoring", ORG_A): True, ("lead_scoring", ORG_B): False}
     deletes = [
-        (e["subject"], e["flag_key"], e["org_id"])
-        for e in _select(db_url, audit_log)
-        if e["action"] == "delete"
+        (e["subject"], e["flag_key"], e["org_id"]) for e in rows(db_url, audit_log) if e["action"] == "delete"
     ]
     assert sorted(deletes, key=str) == sorted(
         [("flag", "sms_campaigns", None), ("org_override", "sms_campaigns", ORG_A)], key=str
@@ -361,44 +302,43 @@ def test_deleting_a_flag_deletes_its_overrides_only_when_allowed(db_url: str, ma
 def test_protected_flag_is_deleted_only_after_an_apply_unprotects_it(
     db_url: str, make_repo: Any, tmp_path: Path
 ) -> None:
-    protected = BASE_FLAGS + "    protected: true\n"
+    protected = DEFAULT_FLAGS + "    protected: true\n"
     repo = make_repo(db_url)
-    _configure(repo, protected, "allow_delete: true\n")
-    _ok(repo, "init", "--env", "test")
-    _ok(repo, "apply", "--env", "test", "--auto-approve")
+    repo.configure(protected, "allow_delete: true\n")
+    init_and_apply(repo)
     assert _flags(db_url)["sms_campaigns"]["protected"] is True
-    without_sms = BASE_FLAGS.split("  sms_campaigns:")[0]
-    _configure(repo, without_sms, "allow_delete: true\n")
+    without_sms = DEFAULT_FLAGS.split("  sms_campaigns:")[0]
+    repo.configure(without_sms, "allow_delete: true\n")
     saved = tmp_path / "delete.json"
     plan = repo.flags("plan", "--env", "test", "--out", str(saved))
     assert plan.exit_code == 5
     assert f"  x flag.sms_campaigns: {PROTECTED}" in plan.stdout
-    before = _everything(db_url)
+    before = everything(db_url)
     expected = f"apply blocked by 1 guard(s) (nothing was written):\n  flag.sms_campaigns: {PROTECTED}\n"
     for args in (["--auto-approve", "--allow-delete"], [str(saved), "--allow-delete"]):
         result = repo.flags("apply", "--env", "test", *args)
         assert (result.exit_code, result.stderr) == (5, expected)
-    assert _everything(db_url) == before
-    _configure(repo, BASE_FLAGS, "allow_delete: true\n")
-    unprotect = _ok(repo, "plan", "--env", "test")
+    assert everything(db_url) == before
+    repo.configure(DEFAULT_FLAGS, "allow_delete: true\n")
+    unprotect = ok(repo, "plan", "--env", "test")
     assert "      protected  true -> false" in unprotect.splitlines()
-    _ok(repo, "apply", "--env", "test", "--auto-approve")
-    _configure(repo, without_sms, "allow_delete: true\n")
-    _ok(repo, "apply", "--env", "test", "--auto-approve")
+    ok(repo, "apply", "--env", "test", "--auto-approve")
+    repo.configure(without_sms, "allow_delete: true\n")
+    ok(repo, "apply", "--env", "test", "--auto-approve")
     assert set(_flags(db_url)) == {"lead_scoring"}
 
 
 def test_target_applies_only_the_named_flags(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url)
     _base(repo)
-    changed = BASE_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 75").replace(
+    changed = DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 75").replace(
         "name: SMS Campaigns", "name: SMS"
     )
-    _configure(repo, changed, BASE_ENV)
-    plan = _ok(repo, "plan", "--env", "test", "--target", "sms_campaigns")
+    repo.configure(changed, BASE_ENV)
+    plan = ok(repo, "plan", "--env", "test", "--target", "sms_campaigns")
     assert "flag.lead_scoring" not in plan
     assert plan.endswith("Plan: 0 to add, 1 to change, 0 to destroy.\n")
-    _ok(repo, "apply", "--env", "test", "--auto-approve", "--target", "sms_campaigns")
+    ok(repo, "apply", "--env", "test", "--auto-approve", "--target", "sms_campaigns")
     flags = _flags(db_url)
     assert (flags["sms_campaigns"]["name"], flags["lead_scoring"]["rollout_percentage"]) == (
         "SMS",
@@ -417,8 +357,8 @@ def test_reconcile_functions_plan_what_apply_changes_produce(db_url: str, make_r
     """make_plan's changes applied to the database state by the pure apply_changes give the desired state."""
     repo = make_repo(db_url)
     _base(repo)
-    _configure(
-        repo, BASE_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 5"), "allow_delete: true\n"
+    repo.configure(
+        DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 5"), "allow_delete: true\n"
     )
     from flagops.load import load_config
     from flagops.sources import read_sources
@@ -448,13 +388,13 @@ def test_reconcile_functions_plan_what_apply_changes_produce(db_url: str, make_r
 def _refuse_inserts(url: str, table: str) -> None:
     """Install a trigger that makes every insert into `table` fail."""
     if url.startswith("sqlite"):
-        _sql(
+        sql(
             url,
             f"CREATE TRIGGER test_refuse BEFORE INSERT ON {table}"
             " BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END",
         )
     else:
-        _sql(
+        sql(
             url,
             "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS"
             " $$ BEGIN RAISE EXCEPTION 'refused by the test trigger'; END $$",
@@ -467,9 +407,8 @@ def _refuse_inserts(url: str, table: str) -> None:
 def test_a_failing_write_rolls_everything_back(db_url: str, make_repo: Any, table: str) -> None:
     repo = make_repo(db_url)
     _base(repo)
-    _configure(
-        repo,
-        BASE_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 10").split("  sms_campaigns:")[0]
+    repo.configure(
+        DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 10").split("  sms_campaigns:")[0]
         + "  call_recording:\n    name: Call Recording\n",
         f"""
         allow_delete: true
@@ -480,7 +419,7 @@ def test_a_failing_write_rolls_everything_back(db_url: str, make_repo: Any, tabl
         """,
     )
     _refuse_inserts(db_url, table)
-    before = _everything(db_url)
+    before = everything(db_url)
     result = repo.flags("apply", "--env", "test", "--auto-approve")
     assert result.exit_code == 1
     assert result.stdout.endswith("Plan: 2 to add, 2 to change, 3 to destroy.\n")
@@ -488,7 +427,7 @@ def test_a_failing_write_rolls_everything_back(db_url: str, make_repo: Any, tabl
     assert result.stderr.startswith("applying to environment test: ")
     assert "refused by the test trigger" in result.stderr
     assert "Traceback" not in result.output
-    assert _everything(db_url) == before
+    assert everything(db_url) == before
 
 
 @pytest.mark.parametrize(
@@ -510,28 +449,28 @@ def test_a_hand_edited_plan_is_refused_before_any_sql(
     db_url: str, make_repo: Any, tmp_path: Path, edit: Any, reason: str
 ) -> None:
     repo = make_repo(db_url)
-    _ok(repo, "init", "--env", "test")
+    ok(repo, "init", "--env", "test")
     saved = tmp_path / "plan.json"
-    _ok(repo, "plan", "--env", "test", "--out", str(saved))
+    ok(repo, "plan", "--env", "test", "--out", str(saved))
     data = json.loads(saved.read_text())
     flag_create = next(c for c in data["changes"] if c["address"] == "flag.lead_scoring")
     edit(flag_create)
     saved.write_text(json.dumps(data))
-    before = _everything(db_url)
+    before = everything(db_url)
     result = repo.flags("apply", "--env", "test", str(saved))
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("the plan holds values no configuration could produce (flag.")
     assert reason in result.stderr
     assert result.stderr.endswith("nothing was written. Run flags plan again.\n")
-    assert _everything(db_url) == before
+    assert everything(db_url) == before
 
 
 def test_a_hand_edited_override_is_refused(sqlite_url: str, make_repo: Any, tmp_path: Path) -> None:
     repo = make_repo(sqlite_url, env_body=f"orgs:\n  {ORG_A}:\n    lead_scoring: true\n")
-    _ok(repo, "init", "--env", "test")
+    ok(repo, "init", "--env", "test")
     saved = tmp_path / "plan.json"
-    _ok(repo, "plan", "--env", "test", "--out", str(saved))
+    ok(repo, "plan", "--env", "test", "--out", str(saved))
     for field, value, reason in (
         ("org_id", "ACME", "org id 'ACME' is not a lowercase UUID"),
         ("after", {"enabled": "false"}, "an org override's 'after' must be"),
@@ -544,30 +483,24 @@ def test_a_hand_edited_override_is_refused(sqlite_url: str, make_repo: Any, tmp_
         result = repo.flags("apply", "--env", "test", str(edited))
         assert result.exit_code == 1
         assert reason in result.stderr
-    assert _everything(sqlite_url)["feature_flags"] == []
+    assert everything(sqlite_url)["feature_flags"] == []
 
 
 def test_a_killed_apply_changes_nothing(pg_url: str, make_repo: Any) -> None:
     """SIGKILL while the apply's last statement runs: the server rolls the transaction back."""
     repo = make_repo(pg_url)
     _base(repo)
-    _configure(repo, BASE_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 90"), BASE_ENV)
-    _sql(
+    repo.configure(DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 90"), BASE_ENV)
+    sql(
         pg_url,
         "CREATE FUNCTION test_stall() RETURNS trigger LANGUAGE plpgsql AS"
         " $$ BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$",
         "CREATE TRIGGER test_stall BEFORE INSERT ON feature_flag_applies"
         " FOR EACH ROW EXECUTE FUNCTION test_stall()",
     )
-    before = _everything(pg_url)
-    process = subprocess.Popen(
-        [FLAGS, "--config-dir", str(repo.path), "apply", "--env", "test", "--auto-approve"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **repo.env},
-    )
-    engine = _engine(pg_url)
+    before = everything(pg_url)
+    process = spawn(repo.path, "apply", "--env", "test", "--auto-approve", env=repo.env)
+    watcher = engine(pg_url)
     try:
         waiting = sa.text(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
@@ -576,26 +509,26 @@ def test_a_killed_apply_changes_nothing(pg_url: str, make_repo: Any) -> None:
         deadline = time.monotonic() + 30
         pid = None
         while pid is None and time.monotonic() < deadline:
-            with engine.connect() as conn:
+            with watcher.connect() as conn:
                 pid = conn.execute(waiting).scalar()
             time.sleep(0.05)
         assert pid is not None, "the apply never reached its last statement"
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+        finish(process, timeout=10)
         gone = sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
         deadline = time.monotonic() + 30  # the server notices the dead client when the sleep ends
         while time.monotonic() < deadline:
-            with engine.connect() as conn:
+            with watcher.connect() as conn:
                 if conn.execute(gone, {"pid": pid}).scalar() == 0:
                     break
             time.sleep(0.1)
         else:
             raise AssertionError("the killed apply's session never ended")
     finally:
-        engine.dispose()
+        watcher.dispose()
         if process.poll() is None:
             process.kill()
-    assert _everything(pg_url) == before
-    _sql(pg_url, "DROP TRIGGER test_stall ON feature_flag_applies")
-    _ok(repo, "apply", "--env", "test", "--auto-approve")  # nor is the lock left behind
+    assert everything(pg_url) == before
+    sql(pg_url, "DROP TRIGGER test_stall ON feature_flag_applies")
+    ok(repo, "apply", "--env", "test", "--auto-approve")  # nor is the lock left behind
     assert _flags(pg_url)["lead_scoring"]["rollout_percentage"] == Decimal(90)

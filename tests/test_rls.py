@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pytest
-import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from psycopg import errors
-from sqlalchemy.pool import NullPool
 
-from conftest import ADMIN_URL
-from test_sql_parity import init_schema, scratch_database
+from support import (
+    ADMIN_URL,
+    as_user,
+    connected,
+    database_name,
+    execute,
+    init_and_apply,
+    init_schema,
+    login_role,
+    scratch_database,
+)
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 GLOBEX = "0b7c8d9e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"
@@ -37,42 +42,10 @@ orgs:
 """
 
 
-def as_user(url: str, user: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{user}@{rest.partition('@')[2]}"
-
-
-@contextmanager
-def login_role(*member_of: str, granted_in: str | None = None) -> Iterator[str]:
-    """A new LOGIN role (cluster-wide, so uniquely named) in the given roles; dropped afterwards.
-
-    `granted_in`: the URL of a database where the test grants the role privileges, revoked first.
-    """
-    name = f"app_{uuid.uuid4().hex[:10]}"
-    grant = f" IN ROLE {', '.join(member_of)}" if member_of else ""
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {name} LOGIN{grant}")
-    try:
-        yield name
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,)
-            )
-        if granted_in is not None:
-            with psycopg.connect(granted_in, autocommit=True) as database:
-                database.execute(f"DROP OWNED BY {name}")
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f"DROP ROLE IF EXISTS {name}")
-
-
 @pytest.fixture
 def applied(pg_url: str, make_repo: Any) -> str:
     """A migrated database holding FLAGS and the overrides of two orgs, applied by `flags apply`."""
-    repo = make_repo(pg_url, flags=FLAGS, env_body=OVERRIDES)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    result = repo.flags("apply", "--env", "test", "--auto-approve")
-    assert result.exit_code == 0, result.output
+    init_and_apply(make_repo(pg_url, flags=FLAGS, env_body=OVERRIDES))
     return pg_url
 
 
@@ -204,17 +177,14 @@ def _privileges(url: str, role: str) -> dict[str, bool]:
 
 
 def _drop_role(name: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"DROP ROLE IF EXISTS {name}")
+    execute(ADMIN_URL, f"DROP ROLE IF EXISTS {name}")
 
 
 def test_the_role_name_comes_from_the_flagops_reader_role_setting(make_repo: Any) -> None:
     role = f"reader_{uuid.uuid4().hex[:10]}"
     try:
         with scratch_database() as url:
-            name = url.rpartition("/")[2]
-            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{name}" SET flagops.reader_role = {role}')
+            execute(ADMIN_URL, f'ALTER DATABASE "{database_name(url)}" SET flagops.reader_role = {role}')
             repo = make_repo(url)
             assert repo.flags("init", "--env", "test").exit_code == 0
             assert _privileges(url, role) == dict(
@@ -247,12 +217,10 @@ def test_the_role_name_comes_from_the_flagops_reader_role_setting(make_repo: Any
 
 def test_downgrade_keeps_a_role_it_did_not_create(make_repo: Any) -> None:
     role = f"reader_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} NOLOGIN")
+    execute(ADMIN_URL, f"CREATE ROLE {role} NOLOGIN")
     try:
         with scratch_database() as url:
-            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{url.rpartition("/")[2]}" SET flagops.reader_role = {role}')
+            execute(ADMIN_URL, f'ALTER DATABASE "{database_name(url)}" SET flagops.reader_role = {role}')
             assert make_repo(url).flags("init", "--env", "test").exit_code == 0
             assert _privileges(url, role)["overrides"] is True
             _downgrade(url, "0001")
@@ -268,10 +236,7 @@ def test_downgrade_keeps_a_role_it_did_not_create(make_repo: Any) -> None:
 
 
 def test_an_invalid_role_name_setting_stops_init_with_one_line(pg_url: str, make_repo: Any) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(
-            f"ALTER DATABASE \"{pg_url.rpartition('/')[2]}\" SET flagops.reader_role = 'App-Reader'"
-        )
+    execute(ADMIN_URL, f"ALTER DATABASE \"{database_name(pg_url)}\" SET flagops.reader_role = 'App-Reader'")
     result = make_repo(pg_url).flags("init", "--env", "test")
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr == (
@@ -281,15 +246,11 @@ def test_an_invalid_role_name_setting_stops_init_with_one_line(pg_url: str, make
 
 
 def _downgrade(url: str, revision: str) -> None:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
-    try:
-        with engine.begin() as connection:
-            config = Config()
-            config.set_main_option("script_location", "flagops.db:migrations")
-            config.attributes["connection"] = connection
-            command.downgrade(config, revision)
-    finally:
-        engine.dispose()
+    with connected(url) as connection:
+        config = Config()
+        config.set_main_option("script_location", "flagops.db:migrations")
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
 
 
 def test_an_apply_role_other_than_the_owner_keeps_full_access(applied: str, make_repo: Any) -> None:

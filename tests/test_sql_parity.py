@@ -5,46 +5,20 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy.pool import NullPool
 
-from conftest import ADMIN_URL
-from flagops.db import migrate
 from flagops.model import FLAG_KEY_PATTERN
 from flagops.rollout import bucket, evaluate, normalise_org_id, threshold
+from support import init_schema, ok, scratch_database
 from test_rollout import load_vectors
 
 CASES = load_vectors()
-
-
-def init_schema(url: str) -> None:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
-    try:
-        with engine.begin() as connection:
-            migrate.upgrade(connection)
-    finally:
-        engine.dispose()
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    """One more fresh database on the test server, dropped afterwards."""
-    name = f"flagops_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{ADMIN_URL.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def load_cases(connection: psycopg.Connection[Any], cases: Sequence[dict[str, Any]]) -> None:
@@ -232,8 +206,7 @@ def test_the_cohort_does_not_depend_on_the_environment(pg_url: str, make_repo: A
         env = {"FLAGS_PROD_URL": other_url}
         for name in ("test", "prod"):
             assert repo.flags("init", "--env", name, env=env).exit_code == 0
-            applied = repo.flags("apply", "--env", name, "--auto-approve", env=env)
-            assert applied.exit_code == 0, applied.output
+            ok(repo, "apply", "--env", name, "--auto-approve", env=env)
         orgs = [str(uuid.UUID(int=i * 7907 + 3, version=4)) for i in range(3000)]
         query = (
             "SELECT o::text, is_feature_enabled(o, 'lead_scoring'), is_feature_enabled(o, 'sms_campaigns')"

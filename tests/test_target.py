@@ -7,27 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 from flagops.db.tables import applies, audit_log
+from support import DEFAULT_FLAGS, connected, init_and_apply, sql
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ORG_B = "0b7f3a1c-9e44-4c55-8a0b-6f1d2c1e2b7f"
-HEADER = "database:\n  url_env: FLAGS_TEST_URL\n"
-FLAGS = """
-flags:
-  lead_scoring:
-    name: Lead Scoring
-    owner: growth
-    rollout_percentage: 50
-  sms_campaigns:
-    name: SMS Campaigns
-    owner: growth
+FLAGS = (
+    DEFAULT_FLAGS
+    + """\
   call_recording:
     name: Call Recording
     enabled: true
     rollout_percentage: 100
 """
+)
 ENV = f"orgs:\n  {ORG_A}:\n    sms_campaigns: true\n    lead_scoring: true\n"
 # every flag changes, and so do the overrides of two of them
 CHANGED_FLAGS = (
@@ -41,51 +35,26 @@ CHANGED_ENV = (
 )
 
 
-def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
-
-
-def _sql(url: str, statement: str) -> None:
-    engine = _engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
 def _applies(url: str) -> list[tuple[str, Any]]:
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            query = sa.select(applies.c.apply_id, applies.c.targets).order_by(applies.c.id)
-            return [(r[0], r[1]) for r in conn.execute(query)]
-    finally:
-        engine.dispose()
+    with connected(url) as conn:
+        query = sa.select(applies.c.apply_id, applies.c.targets).order_by(applies.c.id)
+        return [(r[0], r[1]) for r in conn.execute(query)]
 
 
 def _audited(url: str, apply_id: str) -> list[tuple[str, str | None]]:
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            query = (
-                sa.select(audit_log.c.flag_key, audit_log.c.org_id)
-                .where(audit_log.c.apply_id == apply_id)
-                .order_by(audit_log.c.id)
-            )
-            return [(r[0], None if r[1] is None else str(r[1])) for r in conn.execute(query)]
-    finally:
-        engine.dispose()
+    with connected(url) as conn:
+        query = (
+            sa.select(audit_log.c.flag_key, audit_log.c.org_id)
+            .where(audit_log.c.apply_id == apply_id)
+            .order_by(audit_log.c.id)
+        )
+        return [(r[0], None if r[1] is None else str(r[1])) for r in conn.execute(query)]
 
 
 def _changed(make_repo: Any, url: str) -> Any:
     """Apply FLAGS/ENV, then change the YAML so that every flag has a pending change."""
-    repo = make_repo(url, flags=FLAGS, env_body=ENV)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    result = repo.flags("apply", "--env", "test", "--auto-approve")
-    assert result.exit_code == 0, result.output
-    repo.write("flags/main.yaml", CHANGED_FLAGS)
-    repo.write("environments/test.yaml", HEADER + CHANGED_ENV)
+    repo = init_and_apply(make_repo(url, flags=FLAGS, env_body=ENV))
+    repo.configure(CHANGED_FLAGS, CHANGED_ENV)
     return repo
 
 
@@ -146,7 +115,7 @@ def test_apply_with_targets_changes_only_them_and_is_recorded_as_partial(db_url:
 
 def test_drift_outside_the_targets_is_left_for_a_later_plan(db_url: str, make_repo: Any) -> None:
     repo = _changed(make_repo, db_url)
-    _sql(db_url, "UPDATE feature_flags SET killed = true WHERE flag_key = 'sms_campaigns'")
+    sql(db_url, "UPDATE feature_flags SET killed = true WHERE flag_key = 'sms_campaigns'")
     full = repo.flags("plan", "--env", "test")
     assert full.exit_code == 5
     targeted = _plan(repo, "--target", "lead_scoring")
@@ -161,7 +130,7 @@ def test_drift_outside_the_targets_is_left_for_a_later_plan(db_url: str, make_re
 
 def test_drift_inside_the_targets_still_blocks(db_url: str, make_repo: Any) -> None:
     repo = _changed(make_repo, db_url)
-    _sql(db_url, "UPDATE feature_flags SET rollout_percentage = 75 WHERE flag_key = 'lead_scoring'")
+    sql(db_url, "UPDATE feature_flags SET rollout_percentage = 75 WHERE flag_key = 'lead_scoring'")
     plan = _plan(repo, "--target", "lead_scoring")
     assert [b["address"] for b in plan["blocked"]] == ["flag.lead_scoring"]
     result = repo.flags("apply", "--env", "test", "--auto-approve", "--target", "lead_scoring")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
+
+from support import as_user, connected, database_name, execute, init_and_apply, login_role
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ORG_B = "0b7f3a1c-9e44-4c55-8a0b-6f1d2c1e2b7f"
@@ -21,17 +20,6 @@ orgs:
 AUDIT_COLUMNS = (
     "apply_id, environment, subject, flag_key, org_id::text, action, old_value, new_value, actor, source"
 )
-
-
-def _as(url: str, user: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{user}@{rest.partition('@')[2]}"
-
-
-def _run(url: str, *statements: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
 
 
 def _audit(url: str, after_id: int = 0) -> list[tuple[Any, ...]]:
@@ -48,39 +36,23 @@ def _last_id(url: str) -> int:
         return int(row[0])
 
 
-def _database(url: str) -> str:
-    return url.rpartition("/")[2]
-
-
 @pytest.fixture
 def applied(pg_url: str, make_repo: Any) -> Any:
     """A Postgres environment with two flags and one override, applied by flags."""
-    repo = make_repo(pg_url, env_body=ENV)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    result = repo.flags("apply", "--env", "test", "--auto-approve")
-    assert result.exit_code == 0, result.output
-    return repo
+    return init_and_apply(make_repo(pg_url, env_body=ENV))
 
 
 @pytest.fixture
 def writer(pg_url: str) -> Iterator[str]:
     """A second LOGIN role that may change the flag tables, but may not write the audit log."""
-    role = f"flagops_writer_{uuid.uuid4().hex[:8]}"
-    _run(
-        pg_url,
-        f"CREATE ROLE {role} LOGIN",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON feature_flags, org_feature_flags TO {role}",
-    )
-    try:
+    with login_role(granted_in=pg_url, prefix="flagops_writer") as role:
+        execute(pg_url, f"GRANT SELECT, INSERT, UPDATE, DELETE ON feature_flags, org_feature_flags TO {role}")
         yield role
-    finally:
-        _run(pg_url, f"DROP OWNED BY {role}")
-        _run(pg_url.rpartition("/")[0] + "/postgres", f"DROP ROLE {role}")
 
 
 def test_out_of_band_changes_are_audited_with_the_plans_field_names(applied: Any, pg_url: str) -> None:
     start = _last_id(pg_url)
-    _run(
+    execute(
         pg_url,
         "UPDATE feature_flags SET rollout_percentage = 12.5, owner = 'ops' WHERE flag_key = 'lead_scoring'",
         f"UPDATE org_feature_flags SET enabled = false WHERE org_id = '{ORG_A}'",
@@ -89,7 +61,7 @@ def test_out_of_band_changes_are_audited_with_the_plans_field_names(applied: Any
         f"DELETE FROM org_feature_flags WHERE org_id = '{ORG_B}'",
         "DELETE FROM feature_flags WHERE flag_key = 'extra'",
     )
-    db = _database(pg_url)
+    db = database_name(pg_url)
     extra = {
         "name": "Extra",
         "description": "",
@@ -156,7 +128,7 @@ def test_out_of_band_changes_are_audited_with_the_plans_field_names(applied: Any
 
 def test_updates_that_change_no_managed_column_are_not_audited(applied: Any, pg_url: str) -> None:
     start = _last_id(pg_url)
-    _run(
+    execute(
         pg_url,
         "UPDATE feature_flags SET updated_at = now() - interval '1 day'",
         "UPDATE org_feature_flags SET enabled = enabled, updated_at = now()",
@@ -166,9 +138,9 @@ def test_updates_that_change_no_managed_column_are_not_audited(applied: Any, pg_
 
 
 def test_a_new_key_is_a_delete_and_a_create(applied: Any, pg_url: str) -> None:
-    _run(pg_url, "INSERT INTO feature_flags (flag_key, name) VALUES ('old_key', 'Old')")
+    execute(pg_url, "INSERT INTO feature_flags (flag_key, name) VALUES ('old_key', 'Old')")
     start = _last_id(pg_url)
-    _run(pg_url, "UPDATE feature_flags SET flag_key = 'new_key' WHERE flag_key = 'old_key'")
+    execute(pg_url, "UPDATE feature_flags SET flag_key = 'new_key' WHERE flag_key = 'old_key'")
     assert [(row[3], row[5]) for row in _audit(pg_url, start)] == [
         ("old_key", "delete"),
         ("new_key", "create"),
@@ -199,7 +171,7 @@ def test_apply_writes_are_audited_once_by_apply_itself(applied: Any, pg_url: str
 def test_a_role_that_cannot_write_the_audit_log_is_audited_under_its_name(
     applied: Any, pg_url: str, writer: str
 ) -> None:
-    as_writer = _as(pg_url, writer)
+    as_writer = as_user(pg_url, writer)
     with (
         pytest.raises(psycopg.errors.InsufficientPrivilege),
         psycopg.connect(as_writer, autocommit=True) as conn,
@@ -209,11 +181,11 @@ def test_a_role_that_cannot_write_the_audit_log_is_audited_under_its_name(
             " VALUES ('test', 'flag', 'x', 'update', 'someone else', 'apply')"
         )
     start = _last_id(pg_url)
-    _run(as_writer, "UPDATE feature_flags SET enabled_globally = true WHERE flag_key = 'sms_campaigns'")
+    execute(as_writer, "UPDATE feature_flags SET enabled_globally = true WHERE flag_key = 'sms_campaigns'")
     assert _audit(pg_url, start) == [
         (
             None,
-            _database(pg_url),
+            database_name(pg_url),
             "flag",
             "sms_campaigns",
             None,
@@ -228,7 +200,7 @@ def test_a_role_that_cannot_write_the_audit_log_is_audited_under_its_name(
 
 def test_set_role_is_named_after_the_login_role(applied: Any, pg_url: str, writer: str) -> None:
     group = f"{writer}_group"
-    _run(
+    execute(
         pg_url,
         f"CREATE ROLE {group}",
         f"GRANT UPDATE, SELECT ON feature_flags TO {group}",
@@ -236,15 +208,15 @@ def test_set_role_is_named_after_the_login_role(applied: Any, pg_url: str, write
     )
     try:
         start = _last_id(pg_url)
-        _run(
-            _as(pg_url, writer),
+        execute(
+            as_user(pg_url, writer),
             f"SET ROLE {group}",
             "UPDATE feature_flags SET killed = true WHERE flag_key = 'lead_scoring'",
         )
         assert [row[8] for row in _audit(pg_url, start)] == [f"{writer} as {group}"]
     finally:
-        _run(pg_url, f"DROP OWNED BY {group}")
-        _run(pg_url.rpartition("/")[0] + "/postgres", f"DROP ROLE {group}")
+        execute(pg_url, f"DROP OWNED BY {group}")
+        execute(pg_url.rpartition("/")[0] + "/postgres", f"DROP ROLE {group}")
 
 
 def test_a_transaction_marked_as_an_apply_or_a_kill_is_left_alone(applied: Any, pg_url: str) -> None:
@@ -265,7 +237,7 @@ def test_a_transaction_marked_as_an_apply_or_a_kill_is_left_alone(applied: Any, 
 
 def test_a_session_may_name_the_environment(applied: Any, pg_url: str) -> None:
     start = _last_id(pg_url)
-    _run(
+    execute(
         pg_url,
         "SET flagops.environment = 'production'",
         "UPDATE feature_flags SET owner = 'ops' WHERE flag_key = 'lead_scoring'",
@@ -297,8 +269,6 @@ def test_trigger_functions_are_security_definer_with_a_fixed_search_path(applied
 def test_sqlite_gets_no_triggers(sqlite_url: str, make_repo: Any) -> None:
     repo = make_repo(sqlite_url)
     assert repo.flags("init", "--env", "test").exit_code == 0
-    engine = sa.create_engine(sqlite_url, poolclass=NullPool)
-    with engine.connect() as conn:
+    with connected(sqlite_url) as conn:
         count = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").scalar()
-    engine.dispose()
     assert count == 0

@@ -1,24 +1,17 @@
-"""What the reliability tests share: `flags` as a real process, full dumps of the tables, slow writes."""
+"""What the reliability tests share: full dumps of the tables, the apply lock, slow writes, many orgs."""
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
 import psycopg
 
 from flagops.db.lock import lock_key
-
-FLAGS = str(Path(sys.executable).parent / "flags")
-"""The `flags` console script of the running interpreter's environment."""
+from support import execute
 
 DUMPED = {
     "feature_flags": "flag_key",
@@ -30,7 +23,6 @@ DUMPED = {
 """Every table flagops writes, with the key a dump is ordered by."""
 
 PASSWORD = "S3cr3tPassw0rd"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def with_password(url: str, password: str = PASSWORD) -> str:
@@ -38,16 +30,6 @@ def with_password(url: str, password: str = PASSWORD) -> str:
     scheme, _, rest = url.partition("://")
     user, _, host = rest.rpartition("@")
     return f"{scheme}://{user or 'postgres'}:{password}@{host}"
-
-
-def as_user(url: str, user: str) -> str:
-    """`url` logging in as `user` (no password: the test server trusts 127.0.0.1)."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{user}@{rest.rpartition('@')[2]}"
-
-
-def database_name(url: str) -> str:
-    return url.rpartition("/")[2]
 
 
 def dump(url: str) -> dict[str, list[str]]:
@@ -129,29 +111,6 @@ def wait_for_lock_holder(
     return pid
 
 
-def spawn(config_dir: Path, *args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
-    """Start `flags --config-dir DIR --no-color ARGS...` as a real process (stdin closed)."""
-    return subprocess.Popen(
-        [FLAGS, "--config-dir", str(config_dir), "--no-color", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "GITHUB_SHA": COMMIT, **env},
-    )
-
-
-def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
-    """Wait for a process: (exit code, stdout, stderr); killed when it outlives `timeout`."""
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        out, err = process.communicate()
-        raise AssertionError(f"flags did not finish in {timeout}s: {out}\n{err}") from None
-    return process.returncode, out, err
-
-
 def org_ids(count: int, seed: int) -> list[str]:
     """`count` distinct org ids (lowercase UUIDs), the same for the same seed."""
     rng = random.Random(seed)
@@ -169,19 +128,10 @@ def slow_down_writes(url: str, seconds_per_row: float) -> None:
 
     A test fixture only: a BEFORE trigger in the test database, no hook in flagops itself.
     """
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(
-            "CREATE FUNCTION test_slow_row() RETURNS trigger LANGUAGE plpgsql AS"
-            f" $$ BEGIN PERFORM pg_sleep({seconds_per_row!r}); RETURN NEW; END $$"
-        )
-        connection.execute(
-            "CREATE TRIGGER test_slow_row BEFORE INSERT OR UPDATE ON org_feature_flags"
-            " FOR EACH ROW EXECUTE FUNCTION test_slow_row()"
-        )
-
-
-def execute(url: str, *statements: str, params: Sequence[Any] | None = None) -> None:
-    """Run statements in one autocommit session (out-of-band SQL, grants)."""
-    with psycopg.connect(url, autocommit=True) as connection:
-        for statement in statements:
-            connection.execute(statement, params)
+    execute(
+        url,
+        "CREATE FUNCTION test_slow_row() RETURNS trigger LANGUAGE plpgsql AS"
+        f" $$ BEGIN PERFORM pg_sleep({seconds_per_row!r}); RETURN NEW; END $$",
+        "CREATE TRIGGER test_slow_row BEFORE INSERT OR UPDATE ON org_feature_flags"
+        " FOR EACH ROW EXECUTE FUNCTION test_slow_row()",
+    )

@@ -10,18 +10,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from harness import (
-    counts,
-    execute,
-    finish,
-    lock_holder,
-    org_ids,
-    overrides_yaml,
-    spawn,
-)
+from harness import counts, lock_holder, org_ids, overrides_yaml
 
 from flagops.db.lock import lock_key
-from test_sql_parity import scratch_database
+from support import execute, finish, initialised, scratch_database, spawn
 
 PROCESSES = 8
 ORGS = 300
@@ -37,9 +29,7 @@ LOCKED = re.compile(
 @pytest.fixture
 def repo(pg_url: str, make_repo: Any) -> Any:
     """An initialised, never applied environment whose configuration creates two flags and 300 overrides."""
-    repo = make_repo(pg_url, env_body=overrides_yaml(org_ids(ORGS, 7), {"sms_campaigns": True}))
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    return repo
+    return initialised(make_repo(pg_url, env_body=overrides_yaml(org_ids(ORGS, 7), {"sms_campaigns": True})))
 
 
 def _each_change_once(url: str) -> None:

@@ -13,21 +13,19 @@ import psycopg
 import pytest
 from harness import (
     PASSWORD,
-    database_name,
     dump,
-    execute,
-    finish,
     flags_backends,
     lock_holder,
     lock_is_free,
     org_ids,
     overrides_yaml,
     slow_down_writes,
-    spawn,
     wait_for_lock_holder,
     wait_until_gone,
     with_password,
 )
+
+from support import database_name, execute, finish, init_and_apply, spawn
 
 SEED = 20240607
 FIRST_ORGS = 100
@@ -52,16 +50,10 @@ def _big_repo(pg_url: str, make_repo: Any) -> Any:
     The big apply updates one flag and 100 overrides and creates 2,400 overrides.
     """
     orgs = org_ids(ALL_ORGS, SEED)
-    repo = make_repo(pg_url, env_body=overrides_yaml(orgs[:FIRST_ORGS], {"sms_campaigns": True}))
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    first = repo.flags("apply", "--env", "test", "--auto-approve")
-    assert first.exit_code == 0, first.output
-    repo.write("flags/main.yaml", BIG_FLAGS)
-    repo.write(
-        "environments/test.yaml",
-        "database:\n  url_env: FLAGS_TEST_URL\n"
-        + overrides_yaml(orgs, {"lead_scoring": True, "sms_campaigns": False}),
+    repo = init_and_apply(
+        make_repo(pg_url, env_body=overrides_yaml(orgs[:FIRST_ORGS], {"sms_campaigns": True}))
     )
+    repo.configure(BIG_FLAGS, overrides_yaml(orgs, {"lead_scoring": True, "sms_campaigns": False}))
     return repo
 
 

@@ -15,9 +15,9 @@ from harness import dump
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Repo
 from flagops.errors import ConfigError
 from flagops.load import Config, load_config
+from support import Repo, init_and_apply
 
 CLOSED_PORT_URL = "postgresql://flagops@127.0.0.1:1/flags"
 """Nothing listens there: a command that tried to connect would fail with a connection error."""
@@ -261,9 +261,7 @@ def test_validate_and_plan_never_print_a_traceback_nor_connect_with_invalid_conf
 def test_invalid_config_never_reaches_a_real_database(pg_url: str, make_repo: Any) -> None:
     """Every command that opens the database loads the whole configuration first: one broken file
     (even of another environment) stops it, and the database is exactly as it was."""
-    repo = make_repo(pg_url, env_body=f"orgs:\n  {ORG}:\n    sms_campaigns: true\n")
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    repo = init_and_apply(make_repo(pg_url, env_body=f"orgs:\n  {ORG}:\n    sms_campaigns: true\n"))
     before = dump(pg_url)
     commands = [
         ["plan", "--env", "test"],

@@ -8,7 +8,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from harness import counts, dump, execute
+from harness import counts, dump
+
+from support import HEADER, execute, initialised, ok
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 HOSTILE = [
@@ -46,11 +48,11 @@ def _flags_yaml() -> str:
 @pytest.fixture
 def repo(pg_url: str, make_repo: Any) -> Any:
     """Flags named, described and owned by hostile strings, applied by a hostile actor."""
-    repo = make_repo(pg_url, flags=_flags_yaml(), env_body=f"orgs:\n  {ACME}:\n    flag_0: true\n")
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    result = repo.flags("--actor", ACTOR, "apply", "--env", "test", "--auto-approve")
-    assert result.exit_code == 0, result.output
-    assert "Apply complete! 9 added, 0 changed, 0 destroyed in environment test" in result.stdout
+    repo = initialised(
+        make_repo(pg_url, flags=_flags_yaml(), env_body=f"orgs:\n  {ACME}:\n    flag_0: true\n")
+    )
+    applied = ok(repo, "--actor", ACTOR, "apply", "--env", "test", "--auto-approve")
+    assert "Apply complete! 9 added, 0 changed, 0 destroyed in environment test" in applied
     return repo
 
 
@@ -151,8 +153,7 @@ def test_hostile_org_ids_flag_keys_targets_and_environments_are_refused_before_s
 
 
 def _saved_plan(repo: Any, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
-    env = f"database:\n  url_env: FLAGS_TEST_URL\norgs:\n  {ACME}:\n    flag_0: true\n    flag_1: true\n"
-    repo.write("environments/test.yaml", env)
+    repo.write("environments/test.yaml", HEADER + f"orgs:\n  {ACME}:\n    flag_0: true\n    flag_1: true\n")
     saved = tmp_path / "plan.json"
     assert repo.flags("plan", "--env", "test", "--out", str(saved)).exit_code == 0
     return saved, json.loads(saved.read_text())

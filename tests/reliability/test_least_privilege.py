@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from harness import as_user, database_name, dump, execute, org_ids, overrides_yaml
+from harness import dump, org_ids, overrides_yaml
 from psycopg import errors
 
-from conftest import ADMIN_URL
-from test_sql_parity import scratch_database
+from support import Repo, as_user, database_name, execute, init_and_apply, login_role, scratch_database
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 GLOBEX = "0b7c8d9e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"
@@ -97,51 +96,34 @@ APPLY_PRIVILEGES = [
 """Each privilege of APPLY_GRANTS (but CONNECT), and the error an apply meets without it."""
 
 
-class Roles:
-    """LOGIN roles made for one test (cluster-wide, so uniquely named), dropped afterwards."""
+class Roles(ExitStack):
+    """LOGIN roles made for one test (cluster-wide, so uniquely named), dropped when it closes."""
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
-        self.made: list[str] = []
 
     def make(self, kind: str, grants: list[str], *, member_of: str | None = None) -> str:
-        role = f"flagops_{kind}_{uuid.uuid4().hex[:8]}"
-        execute(ADMIN_URL, f"CREATE ROLE {role} LOGIN" + (f" IN ROLE {member_of}" if member_of else ""))
-        self.made.append(role)
+        in_roles = [member_of] if member_of else []
+        role = self.enter_context(login_role(*in_roles, granted_in=self.url, prefix=f"flagops_{kind}"))
         self.grant(role, grants)
         return role
 
     def grant(self, role: str, grants: list[str]) -> None:
         execute(self.url, *(g.format(role=role, database=database_name(self.url)) for g in grants))
 
-    def drop(self) -> None:
-        for role in self.made:
-            execute(
-                ADMIN_URL,
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-                params=(role,),
-            )
-            execute(self.url, f"DROP OWNED BY {role}")
-            execute(ADMIN_URL, f"DROP ROLE {role}")
-
 
 @pytest.fixture
 def roles(pg_url: str, make_repo: Any) -> Iterator[Roles]:
     """An applied environment in a database where PUBLIC may do nothing, and a maker of roles for it."""
-    repo = make_repo(pg_url, flags=FLAGS, env_body=ENV)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    init_and_apply(make_repo(pg_url, flags=FLAGS, env_body=ENV))
     execute(pg_url, *(h.format(database=database_name(pg_url)) for h in HARDEN))
-    made = Roles(pg_url)
-    try:
+    with Roles(pg_url) as made:
         yield made
-    finally:
-        made.drop()
 
 
-def _next(repo: Any) -> None:
-    repo.write("flags/main.yaml", NEXT_FLAGS)
-    repo.write("environments/test.yaml", "database:\n  url_env: FLAGS_TEST_URL\n" + NEXT_ENV)
+def _next(repo: Repo) -> None:
+    repo.configure(NEXT_FLAGS, NEXT_ENV)
 
 
 def test_a_plan_only_role_plans_like_the_owner_and_cannot_write(
@@ -247,8 +229,7 @@ def test_drift_provenance_needs_select_on_the_audit_log(pg_url: str, make_repo: 
 def test_init_needs_the_owner(make_repo: Any) -> None:
     with scratch_database() as url:
         execute(url, *(h.format(database=database_name(url)) for h in HARDEN))
-        made = Roles(url)
-        try:
+        with Roles(url) as made:
             role = made.make("apply", APPLY_GRANTS[:2])
             result = make_repo(as_user(url, role)).flags("init", "--env", "test")
             assert (result.exit_code, result.stdout) == (1, ""), result.output
@@ -259,8 +240,6 @@ def test_init_needs_the_owner(make_repo: Any) -> None:
                 assert owner.execute(
                     "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
                 ).fetchone() == (0,)
-        finally:
-            made.drop()
 
 
 def test_the_application_role_reads_only_its_own_orgs_overrides_and_no_audit(

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import PASSWORD, database_name, dump, execute, finish, spawn, with_password
+from harness import PASSWORD, dump, with_password
+
+from support import database_name, execute, finish, spawn
 
 ORG = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ENCODED = "S3cr%40t%3Apw%2F"

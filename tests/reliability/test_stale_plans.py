@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import counts, dump, execute
+from harness import counts, dump
+
+from support import execute, init_and_apply, stale_message
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 GLOBEX = "0b7c8d9e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"
@@ -47,29 +48,18 @@ NO_CHANGES = "No changes. Environment test matches the configuration.\n"
 @pytest.fixture
 def repo(pg_url: str, make_repo: Any, tmp_path: Path) -> Any:
     """An environment applied once, and a saved plan (tmp_path/plan.json) of 1 add and 2 changes."""
-    repo = make_repo(pg_url, env_body=ENV)
-    assert repo.flags("init", "--env", "test").exit_code == 0
-    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
-    repo.write("flags/main.yaml", CHANGED_FLAGS)
-    repo.write("environments/test.yaml", "database:\n  url_env: FLAGS_TEST_URL\n" + CHANGED_ENV)
+    repo = init_and_apply(make_repo(pg_url, env_body=ENV))
+    repo.configure(CHANGED_FLAGS, CHANGED_ENV)
     plan = repo.flags("plan", "--env", "test", "--out", str(tmp_path / "plan.json"))
     assert plan.exit_code == 0, plan.output
     assert "Plan: 2 to add, 2 to change, 0 to destroy." in plan.stdout
     return repo
 
 
-def _stale(repo: Any, saved: Path) -> str:
-    created = json.loads(saved.read_text())["created_at"]
-    return (
-        f"plan is stale: environment test changed since the plan was made ({created});"
-        " nothing was written. Run flags plan again.\n"
-    )
-
-
 def _assert_refused(repo: Any, url: str, saved: Path) -> None:
     before = dump(url)
     result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stdout, result.stderr) == (3, "", _stale(repo, saved))
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "", stale_message(saved))
     assert dump(url) == before
 
 
