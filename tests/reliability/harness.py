@@ -51,7 +51,7 @@ def counts(url: str) -> dict[str, int]:
 
 def lock_is_free(url: str, environment: str) -> bool:
     """Whether a new session gets the environment's apply lock at once (and lets it go again)."""
-    key = lock_key(environment)
+    key = lock_key()
     with psycopg.connect(url, autocommit=True) as connection:
         row = connection.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
         if row is not None and row[0]:
@@ -88,7 +88,7 @@ def wait_until_gone(url: str, pids: Iterable[int], timeout: float = 30.0) -> Non
 
 def lock_holder(url: str, environment: str) -> int | None:
     """The backend pid holding the environment's advisory lock in the database of `url`, if any."""
-    key = lock_key(environment)
+    key = lock_key()
     with psycopg.connect(url, autocommit=True) as connection:
         row = connection.execute(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"

@@ -64,7 +64,7 @@ def test_eight_applies_waiting_for_the_lock_write_once(pg_url: str, repo: Any) -
     """All eight queue on the lock (an apply plans under it); the first writes, the other seven then
     find nothing to do."""
     with psycopg.connect(pg_url, application_name="deploy-script") as holder:
-        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("test"),))
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(),))
         processes = [
             spawn(repo.path, "apply", "--env", "test", "--auto-approve", "--lock-timeout", "30", env=repo.env)
             for _ in range(PROCESSES)
@@ -154,9 +154,9 @@ def test_environments_in_two_databases_do_not_block_each_other(
 ) -> None:
     repo = _two_environment_repo(make_repo, pg_url, second_url)
     with psycopg.connect(pg_url, application_name="deploy-script") as holder:
-        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("alpha"),))
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(),))
         # The same key held in alpha's database is no lock on beta's database either.
-        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("beta"),))
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(),))
         beta = repo.flags("apply", "--env", "beta", "--auto-approve", "--lock-timeout", "0")
         alpha = repo.flags("apply", "--env", "alpha", "--auto-approve", "--lock-timeout", "0")
     assert beta.exit_code == 0, beta.output
@@ -207,14 +207,14 @@ def test_applies_to_two_databases_run_at_the_same_time(pg_url: str, second_url: 
     assert len(_overrides(pg_url)) == ORGS
 
 
-def test_two_environment_names_on_one_database_do_not_block_each_other(pg_url: str, make_repo: Any) -> None:
-    """The lock key is the environment's name (flagops.db.lock.lock_key), not its database: two
-    environment files naming one database do not exclude each other. One database is meant to hold
-    one environment; this pins down what happens when a configuration breaks that rule."""
+def test_two_environment_names_on_one_database_exclude_each_other(pg_url: str, make_repo: Any) -> None:
+    """The lock belongs to the database, not to the environment's name: two environment files naming
+    one database (a configuration that breaks the one-environment-per-database rule) cannot
+    interleave their applies."""
     repo = _two_environment_repo(make_repo, pg_url, pg_url)
     with psycopg.connect(pg_url) as holder:
-        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("alpha"),))
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(),))
         beta = repo.flags("apply", "--env", "beta", "--auto-approve", "--lock-timeout", "0")
         alpha = repo.flags("apply", "--env", "alpha", "--auto-approve", "--lock-timeout", "0")
-    assert beta.exit_code == 0, beta.output
+    assert beta.exit_code == 4, beta.output
     assert alpha.exit_code == 4, alpha.output

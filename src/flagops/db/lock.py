@@ -1,4 +1,4 @@
-"""The per-environment apply lock: a Postgres transaction-scoped advisory lock (SQLite: BEGIN IMMEDIATE)."""
+"""The apply lock of an environment's database: a transaction advisory lock (SQLite: BEGIN IMMEDIATE)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ from flagops.errors import LockTimeoutError
 _POLL_SECONDS = 0.1
 
 
-def lock_key(environment: str) -> int:
-    """The advisory lock key of an environment: a signed 64-bit digest of its name."""
-    digest = hashlib.sha256(f"flagops:{environment}".encode()).digest()
+def lock_key() -> int:
+    """The advisory lock key of applies: a signed 64-bit digest, the same in every database.
+
+    Advisory locks are per database and a database holds one environment's tables, so one key
+    serialises everything that writes them, even two environment files that name one database,
+    while environments in other databases never wait for each other.
+    """
+    digest = hashlib.sha256(b"flagops:apply").digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -26,7 +31,7 @@ def acquire(connection: sa.Connection, environment: str, timeout: float) -> None
     """
     if connection.dialect.name != "postgresql":
         return  # SQLite: the transaction began with BEGIN IMMEDIATE, which is the lock.
-    key = lock_key(environment)
+    key = lock_key()
     deadline = time.monotonic() + max(timeout, 0.0)
     try_lock = sa.select(sa.func.pg_try_advisory_xact_lock(key))
     while not connection.execute(try_lock).scalar():
