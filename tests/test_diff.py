@@ -427,6 +427,18 @@ def test_drift_reason_names_who_and_when() -> None:
     )
 
 
+def test_a_flag_deleted_outside_flags_is_kept_deleted_by_deleting_its_definition() -> None:
+    last = state({"lead_scoring": LEAD})
+    drift, _ = find_drift(last, EMPTY, last)
+    assert _guard(diff(last, EMPTY), EMPTY, drift) == (
+        Blocked(
+            "flag.lead_scoring",
+            "changed outside flags; pass --overwrite-drift to replace it, or delete its definition"
+            " from flags/ to keep it deleted",
+        ),
+    )
+
+
 def test_a_drifted_delete_reports_both_guards_only_once_each() -> None:
     actual = state({"lead_scoring": row(rollout_percentage=80)})
     drift = [Drift(FLAG, "lead_scoring", None, LEAD_DICT, flag_dict(actual.flags["lead_scoring"]))]

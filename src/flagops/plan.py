@@ -175,11 +175,15 @@ def guard(
         if seen is not None:
             who = f" by {seen.changed_by}" if seen.changed_by else ""
             when = f" at {seen.changed_at}" if seen.changed_at else ""
+            keep = (
+                "delete its definition from flags/ to keep it deleted"
+                if seen.subject == Subject.FLAG and seen.actual is None
+                else "run flags import to keep it"
+            )
             blocked.append(
                 Blocked(
                     change.address,
-                    f"changed outside flags{who}{when}; pass --overwrite-drift to replace it,"
-                    " or run flags import to keep it",
+                    f"changed outside flags{who}{when}; pass --overwrite-drift to replace it, or {keep}",
                 )
             )
     return tuple(blocked)
