@@ -96,6 +96,11 @@ def test_apply_with_targets_changes_only_them_and_is_recorded_as_partial(db_url:
     repo = _changed(make_repo, db_url)
     result = repo.flags("apply", "--env", "test", "--auto-approve", "--target", "lead_scoring")
     assert result.exit_code == 0, result.output
+    assert result.stdout.rstrip().endswith(", only lead_scoring).")
+    again = repo.flags("plan", "--env", "test", "--target", "lead_scoring")
+    assert again.stdout == (
+        "No changes. The targeted flags of environment test (lead_scoring) match the configuration.\n"
+    )
     (_, full), (apply_id, targets) = _applies(db_url)
     assert (full, targets) == (None, ["lead_scoring"])
     assert _audited(db_url, apply_id) == [

@@ -170,9 +170,10 @@ def apply(
             out(f"No changes. Environment {environment} matches the configuration.")
         return 0
     s = result.summary
+    partial = f", only {', '.join(targets)}" if targets else ""
     out(
         f"Apply complete! {s['add']} added, {s['change']} changed, {s['destroy']} destroyed"
-        f" in environment {environment} (apply {result.apply_id})."
+        f" in environment {environment} (apply {result.apply_id}{partial})."
     )
     return 0
 

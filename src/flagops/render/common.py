@@ -40,6 +40,12 @@ def field_changes(change: Change) -> list[tuple[str, str]]:
 
 def summary_line(plan: Plan) -> str:
     """`Plan: A to add, C to change, D to destroy.` or the no-changes sentence."""
+    if not plan.changes and plan.targets:
+        keys = ", ".join(plan.targets)
+        return (
+            f"No changes. The targeted flags of environment {plan.environment} ({keys})"
+            " match the configuration."
+        )
     if not plan.changes:
         return f"No changes. Environment {plan.environment} matches the configuration."
     s = plan.summary
