@@ -373,6 +373,27 @@ def test_unreachable_database_is_one_line_without_the_password(
     assert result.stderr.startswith(f"{action} environment test: ")
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "postgresql://user:S3c@ret@127.0.0.1:5999/x",
+            "$FLAGS_TEST_URL: the password holds an unencoded @; percent-encode it as %40\n",
+        ),
+        ("postgresql://user:S3cret@127.0.0.1:5432x/db", "$FLAGS_TEST_URL is not a database URL\n"),
+        ("postgresql://user:S3cret@[::1/db", "$FLAGS_TEST_URL is not a database URL\n"),
+    ],
+)
+def test_malformed_urls_are_one_clean_line_without_the_password(
+    make_repo: Any, url: str, message: str
+) -> None:
+    repo = make_repo(url)
+    for args in (["plan"], ["apply", "--auto-approve"], ["init"]):
+        result = repo.flags(*args, "--env", "test")
+        assert (result.exit_code, result.stdout, result.stderr) == (1, "", message)
+        assert "S3c" not in result.output and "ret@" not in result.output
+
+
 def test_unset_url_variable_is_named(make_repo: Any) -> None:
     repo = make_repo("unused")
     for args in (

@@ -61,8 +61,12 @@ def test_deletes_need_allow_delete(db_url: str, make_repo: Any) -> None:
         f"  flag.sms_campaigns: would be deleted; {DELETE_HINT}\n"
         f"  override.{ORG_A}.sms_campaigns: would be deleted; {DELETE_HINT}\n"
     )
+    # Asked interactively, a blocked plan is refused (exit 5) before anyone is asked to approve it.
+    unasked = repo.flags("apply", "--env", "test", input="yes\n")
+    assert (unasked.exit_code, unasked.stderr) == (5, refused.stderr)
     done = repo.flags("apply", "--env", "test", "--auto-approve", "--allow-delete")
     assert done.exit_code == 0, done.output
+    assert "Blocked" not in done.stdout  # the plan shown is judged with the apply's own options
     assert _flag_keys(db_url) == ["lead_scoring"]
     assert everything(db_url)["org_feature_flags"] == []
 

@@ -76,7 +76,10 @@ def _plan_in(
     *,
     targets: Sequence[str] | None,
     git_commit: str | None,
+    allow_delete: bool = False,
+    overwrite_drift: bool = False,
 ) -> Plan:
+    """The plan, its guards judged with the options of the apply it is for (none for `flags plan`)."""
     desired = desired_state(config, env.name)
     migrate.require_current(conn, env.name)
     actual = read.read_state(conn)
@@ -93,8 +96,8 @@ def _plan_in(
         changes,
         drift,
         actual,
-        allow_delete=env.spec.allow_delete,
-        overwrite_drift=False,
+        allow_delete=allow_delete or env.spec.allow_delete,
+        overwrite_drift=overwrite_drift,
         environment_file=env.path,
         last_applied=baseline,
     )
@@ -166,7 +169,15 @@ def plan_and_apply(
     env = database.environment
     with translated(database.url, f"applying to environment {env.name}"), database.engine.begin() as conn:
         lock.acquire(conn, env.name, lock_timeout)
-        plan = _plan_in(conn, config, env, targets=targets, git_commit=git_commit)
+        plan = _plan_in(
+            conn,
+            config,
+            env,
+            targets=targets,
+            git_commit=git_commit,
+            allow_delete=allow_delete,
+            overwrite_drift=overwrite_drift,
+        )
         review(plan)
         return _apply_in(
             conn, env, plan, actor=actor, allow_delete=allow_delete, overwrite_drift=overwrite_drift

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from flagops.cli.app import cli, context, env_option, err, out, target_option
-from flagops.errors import UsageError
+from flagops.errors import BlockedError, UsageError
 
 if TYPE_CHECKING:
     from flagops.plan import Plan
@@ -151,6 +151,8 @@ def apply(
 
         def review(plan: Plan) -> None:
             out(render_text(plan, color=ctx.color))
+            if plan.blocked:  # refused before anyone is asked to approve it
+                raise BlockedError([f"{b.address}: {b.reason}" for b in plan.blocked])
             if plan.has_changes and not auto_approve:
                 _confirm(environment)
 

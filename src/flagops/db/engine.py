@@ -34,9 +34,14 @@ def resolve_url(environment: Environment, config_dir: Path, environ: Mapping[str
     else:
         raw = database.url or ""
         source = f"database.url of {environment.path}"
+    _scheme, separator, rest = raw.partition("://")
+    if separator and rest.split("/", 1)[0].count("@") > 1:
+        # make_url would split at the first @ and take the rest of the password for the host.
+        raise UsageError(f"{source}: the password holds an unencoded @; percent-encode it as %40")
     try:
         url = make_url(raw)
-    except ArgumentError:
+        url.port  # noqa: B018  (a malformed port raises here, not later)
+    except (ArgumentError, ValueError):
         raise UsageError(f"{source} is not a database URL") from None
     backend = url.get_backend_name()
     if backend in ("postgresql", "postgres"):

@@ -121,6 +121,8 @@ def hold_flag_rows(connection: sa.Connection) -> None:
     """
     if connection.dialect.name == "postgresql":
         connection.execute(sa.select(feature_flags.c.flag_key).with_for_update(key_share=True)).all()
+        # Hand edits of org overrides wait too, so none lands between the read and the write.
+        connection.exec_driver_sql("LOCK TABLE org_feature_flags IN SHARE ROW EXCLUSIVE MODE")
 
 
 def baseline_before_kills(connection: sa.Connection, actual: State) -> State | None:
