@@ -466,6 +466,56 @@ def test_a_hand_edited_plan_is_refused_before_any_sql(
     assert everything(db_url) == before
 
 
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (
+            lambda c: c.update(action="update", before={"rollout_percentage": 50}),
+            "flag.lead_scoring: updates a row that does not exist",
+        ),
+        (
+            lambda c: c.update(action="delete", before=c["after"], after=None),
+            "flag.lead_scoring: deletes a row that does not exist",
+        ),
+    ],
+    ids=["update-missing-row", "delete-missing-row"],
+)
+def test_a_plan_that_does_not_start_from_the_database_is_refused(
+    db_url: str, make_repo: Any, tmp_path: Path, edit: Any, reason: str
+) -> None:
+    """Shape-valid changes that keep the plan's state hash but do not fit the state it names."""
+    repo = make_repo(db_url)
+    ok(repo, "init", "--env", "test")
+    saved = tmp_path / "plan.json"
+    ok(repo, "plan", "--env", "test", "--out", str(saved))
+    data = json.loads(saved.read_text())
+    edit(next(c for c in data["changes"] if c["address"] == "flag.lead_scoring"))
+    saved.write_text(json.dumps(data))
+    before = everything(db_url)
+    result = repo.flags("apply", "--env", "test", str(saved))
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"the plan does not match the database it was made against ({reason});"
+        " nothing was written. Run flags plan again.\n"
+    )
+    assert everything(db_url) == before
+
+
+def test_an_update_that_changes_nothing_is_refused(sqlite_url: str, make_repo: Any, tmp_path: Path) -> None:
+    repo = make_repo(sqlite_url)
+    init_and_apply(repo)
+    repo.configure(DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"))
+    saved = tmp_path / "plan.json"
+    ok(repo, "plan", "--env", "test", "--out", str(saved))
+    data = json.loads(saved.read_text())
+    [update] = data["changes"]
+    update.update(before={}, after={})
+    saved.write_text(json.dumps(data))
+    result = repo.flags("apply", "--env", "test", str(saved))
+    assert result.exit_code == 1
+    assert "flag.lead_scoring: updates nothing" in result.stderr
+
+
 def test_a_hand_edited_override_is_refused(sqlite_url: str, make_repo: Any, tmp_path: Path) -> None:
     repo = make_repo(sqlite_url, env_body=f"orgs:\n  {ORG_A}:\n    lead_scoring: true\n")
     ok(repo, "init", "--env", "test")

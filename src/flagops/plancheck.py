@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
 from flagops.errors import UsageError
 from flagops.model import FLAG_KEY_PATTERN, ORG_ID_PATTERN, FlagDefinition, is_flag_key
 from flagops.plan import Action, Change, Subject
-from flagops.state import FLAG_FIELDS
+from flagops.state import FLAG_FIELDS, State, flag_dict
 
 
 def _invalid(change: Change) -> str | None:
@@ -66,3 +67,37 @@ def check_changes(changes: Sequence[Change]) -> None:
 
 
 _ORG_ID = re.compile(ORG_ID_PATTERN)
+
+
+def _mismatch(change: Change, actual: State) -> str | None:
+    """Why `change` could not have been planned against `actual`, or None when it could."""
+    if change.subject == Subject.OVERRIDE:
+        current: dict[str, Any] | None = None
+        value = actual.overrides.get((change.flag_key, change.org_id or ""))
+        if value is not None:
+            current = {"enabled": value}
+    else:
+        row = actual.flags.get(change.flag_key)
+        current = None if row is None else flag_dict(row)
+    if change.action == Action.CREATE:
+        return "creates a row that exists" if current is not None else None
+    if current is None:
+        return f"{change.action.value}s a row that does not exist"
+    before = change.before or {}
+    if any(current.get(field) != value for field, value in before.items()):
+        return "its 'before' values are not the database's"
+    if change.action == Action.UPDATE and (
+        not change.after or all(current.get(field) == value for field, value in change.after.items())
+    ):
+        return "updates nothing"
+    return None
+
+
+def check_against(changes: Sequence[Change], actual: State) -> None:
+    """Refuse a plan whose changes do not start from `actual` (the state its hash names)."""
+    problems = [f"{c.address}: {why}" for c in changes if (why := _mismatch(c, actual)) is not None]
+    if problems:
+        raise UsageError(
+            f"the plan does not match the database it was made against ({'; '.join(problems[:5])});"
+            " nothing was written. Run flags plan again."
+        )

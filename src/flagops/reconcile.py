@@ -19,7 +19,7 @@ from flagops.errors import BlockedError, StalePlanError, UsageError
 from flagops.load import Config, Environment
 from flagops.model import EnvironmentFile
 from flagops.plan import Drift, EnvironmentSettings, Plan, guard
-from flagops.plancheck import check_changes
+from flagops.plancheck import check_against, check_changes
 from flagops.state import (
     State,
     desired_state,
@@ -204,6 +204,7 @@ def _apply_in(
             f"plan is stale: environment {env.name} changed since the plan was made"
             f" ({plan.created_at}); nothing was written. Run flags plan again."
         )
+    check_against(plan.changes, actual)
     last = read.read_last_apply(conn, env.name)
     baseline = last.snapshot if last is not None else kill.baseline_before_kills(conn, actual)
     scope = list(plan.targets) if plan.targets else None
