@@ -184,7 +184,7 @@ def everything(url: str) -> dict[str, list[dict[str, Any]]]:
 def init_schema(url: str) -> None:
     """Migrate a database to the current schema without the CLI."""
     with connected(url) as conn:
-        migrate.upgrade(conn)
+        migrate.upgrade(conn, "test")
 
 
 # -- Postgres: psycopg, databases and roles --------------------------------------------------------

@@ -192,6 +192,21 @@ def test_plan_on_a_hand_set_old_version_says_run_init(db_url: str, make_repo: An
     )
 
 
+def test_a_schema_from_a_newer_flagops_asks_for_an_upgrade_of_flagops(db_url: str, make_repo: Any) -> None:
+    repo = make_repo(db_url)
+    assert repo.flags("init", "--env", "test").exit_code == 0
+    newer = f"{int(HEAD) + 1:04d}"
+    with connected(db_url) as conn:
+        conn.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = '{newer}'")
+    expected = (
+        f"the database of environment test has schema version {newer}, made by a newer flagops"
+        f" (this one knows versions up to {HEAD}); upgrade flagops\n"
+    )
+    for name in ("plan", "init"):
+        result = repo.flags(name, "--env", "test")
+        assert (result.exit_code, result.stdout, result.stderr) == (1, "", expected)
+
+
 def test_init_upgrades_a_schema_at_the_first_version(db_url: str, make_repo: Any) -> None:
     repo = make_repo(db_url)
     with connected(db_url) as conn:

@@ -313,4 +313,4 @@ def init_schema(database: Database) -> tuple[str | None, str]:
     env = database.environment
     with translated(database.url, f"initialising environment {env.name}"), database.engine.begin() as conn:
         lock.acquire(conn, env.name, 30.0)
-        return migrate.upgrade(conn)
+        return migrate.upgrade(conn, env.name)

@@ -24,6 +24,7 @@ def require_current(connection: sa.Connection, environment: str) -> None:
     revision = current_revision(connection)
     if revision == HEAD:
         return
+    _refuse_newer(revision, environment)
     state = "has no flagops schema" if revision is None else f"has schema version {revision}"
     raise SchemaError(
         f"the database of environment {environment} {state} (this flagops needs {HEAD});"
@@ -31,14 +32,27 @@ def require_current(connection: sa.Connection, environment: str) -> None:
     )
 
 
-def upgrade(connection: sa.Connection) -> tuple[str | None, str]:
+def _refuse_newer(revision: str | None, environment: str) -> None:
+    if revision is not None and revision.isdigit() and int(revision) > int(HEAD):
+        raise SchemaError(
+            f"the database of environment {environment} has schema version {revision}, made by a newer"
+            f" flagops (this one knows versions up to {HEAD}); upgrade flagops"
+        )
+
+
+def upgrade(connection: sa.Connection, environment: str) -> tuple[str | None, str]:
     """Upgrade the schema to HEAD inside the caller's transaction: (version before, version after)."""
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
 
     before = current_revision(connection)
+    _refuse_newer(before, environment)
     config = Config()
     config.set_main_option("script_location", "flagops.db:migrations")
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    try:
+        command.upgrade(config, "head")
+    except CommandError as exc:
+        raise SchemaError(f"cannot upgrade the schema of environment {environment}: {exc}") from None
     return before, HEAD
