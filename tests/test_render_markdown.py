@@ -242,6 +242,18 @@ def test_hundred_thousand_override_changes_stay_under_the_limit() -> None:
     assert rendered.count("<details>") == rendered.count("</details>")
 
 
+@pytest.mark.parametrize("flags", [300, 3_000, 20_000])
+def test_many_small_override_groups_stay_under_the_limit(flags: int) -> None:
+    """Each group's closing lines and "more" line count against the limit too."""
+    changes = [
+        Change(Subject.OVERRIDE, Action.CREATE, f"flag_{f:05d}", org(f), None, {"enabled": True})
+        for f in range(flags)
+    ]
+    rendered = render_markdown(make_plan(changes))
+    assert len(rendered) < MAX_CHARS
+    assert rendered.count("<details>") == rendered.count("</details>")
+
+
 def test_everything_huge_at_once_stays_under_the_limit_and_says_what_it_left_out() -> None:
     huge = "y" * 10_000
     changes = [

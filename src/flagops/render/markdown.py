@@ -29,6 +29,7 @@ OPEN_ROWS = 20
 OVERRIDES_SHOWN_PER_FLAG = 100
 """Override rows shown per flag when not all of them fit."""
 _RESERVE = 3_000
+_MORE_LINE_ROOM = "x" * 160  # the room a "… N more … not shown" line may take
 """Room kept for what is always written last: closing tags, the lines saying what was left out, the footer."""
 
 _ACTION = {Action.CREATE: "create", Action.UPDATE: "update", Action.DELETE: "**delete**"}
@@ -216,7 +217,7 @@ def _flags(plan: Plan, budget: _Budget, left_out: list[str]) -> list[str]:
         "| Flag | Action | Changes |",
         "| --- | --- | --- |",
     ]
-    if not budget.take(head):
+    if not budget.take([*head, *_closing(collapse), "", _MORE_LINE_ROOM]):
         left_out.append(f"{_n(len(changes))} of {_n(len(changes))} flag changes")
         return [_more(len(changes), "flag changes"), ""]
     rows = [*head]
@@ -262,7 +263,8 @@ def _overrides(plan: Plan, budget: _Budget, left_out: list[str]) -> list[str]:
             "| Org | Action | enabled |",
             "| --- | --- | --- |",
         ]
-        if not budget.take(head):
+        # The group's closing lines and its "… more" line are paid for with its head.
+        if not budget.take([*head, *_closing(collapse), "", _MORE_LINE_ROOM]):
             break
         rows: list[str] = []
         for change in group[:per_flag]:
