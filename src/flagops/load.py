@@ -242,6 +242,7 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
     flag_paths: dict[str, str] = {}
     environments: dict[str, Environment] = {}
     flags_ok = True
+    named: set[str] = set()
     env_files: list[tuple[str, _FileProblems, EnvironmentFile]] = []
     kinds = {path: _kind_of(path) for path in sources}
 
@@ -263,14 +264,20 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
         loaded = yamlfile.load(text)
         for position, message in loaded.problems:
             problems.at(position, message)
-        if loaded.problems:
+        if loaded.problems:  # a syntax error, or duplicate keys: which definition counts is unclear
             flags_ok = flags_ok and kind != "flags"
         if loaded.data is None and loaded.problems:
             continue
         if kind == "flags":
+            # Keys a file names count as defined for the cross-file checks even when one of its
+            # flags is invalid, so every other problem is still reported, without false "undefined".
+            declared = loaded.data.get("flags") if isinstance(loaded.data, dict) else None
+            if isinstance(declared, dict):
+                named.update(key for key in declared if isinstance(key, str))
+            else:
+                flags_ok = False
             parsed = _validate(FlagsFile, loaded.data, problems, is_env=False)
             if parsed is None:
-                flags_ok = False
                 continue
             for key, definition in parsed.flags.items():
                 if key in flags:
@@ -304,11 +311,11 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
     for name, problems, env in env_files:
         if flags_ok:
             for key in env.flags:
-                if key not in flags:
+                if key not in flags and key not in named:
                     problems.add(["flags", key], f"flag {key!r} is not defined in flags/", key=True)
             for org_id, overrides in env.orgs.items():
                 for key in overrides:
-                    if key not in flags:
+                    if key not in flags and key not in named:
                         problems.add(
                             ["orgs", org_id, key],
                             f"org {org_id} overrides flag {key!r}, which is not defined in flags/",
