@@ -82,6 +82,9 @@ class Blocked(NamedTuple):
     address: str
     reason: str
 
+    def __str__(self) -> str:
+        return f"{self.address}: {self.reason}"
+
 
 @dataclass(frozen=True, slots=True)
 class EnvironmentSettings:

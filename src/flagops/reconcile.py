@@ -46,7 +46,6 @@ class ApplyResult:
 
     apply_id: str | None
     summary: dict[str, int]
-    adopted: int
 
 
 def check_targets(targets: Sequence[str], desired: State, actual: State) -> None:
@@ -224,11 +223,11 @@ def _apply_in(
         last_applied=baseline,
     )
     if blocked:
-        raise BlockedError([f"{b.address}: {b.reason}" for b in blocked])
+        raise BlockedError([str(b) for b in blocked])
     base = baseline if baseline is not None else actual
     snapshot = merge(base, restrict(after, scope), scope)
     if not plan.changes and last is not None and restrict(last.snapshot, scope) == restrict(actual, scope):
-        return ApplyResult(None, plan.summary, 0)
+        return ApplyResult(None, plan.summary)
     record = write.ApplyRecord(
         apply_id=str(uuid.uuid4()),
         environment=env.name,
@@ -249,7 +248,7 @@ def _apply_in(
         summary=plan.summary,
         snapshot=blob if snapshot is after else encode_snapshot(snapshot),
     )
-    return ApplyResult(record.apply_id, plan.summary, plan.adopted)
+    return ApplyResult(record.apply_id, plan.summary)
 
 
 def connect(
@@ -263,18 +262,23 @@ def connect(
     lock_timeout: float = 0.0,
 ) -> Database:
     """The database of one environment, ready to plan (or, with `write`, to apply) against."""
-    env = config.environments.get(environment)
-    if env is None:
-        known = ", ".join(sorted(config.environments)) or "none"
-        raise UsageError(f"unknown environment {environment!r} (known: {known})")
     return open_database(
-        env,
+        find_environment(config, environment),
         config_dir=config_dir,
         environ=environ,
         application_name=application_name,
         write=write,
         lock_timeout=lock_timeout,
     )
+
+
+def find_environment(config: Config, name: str) -> Environment:
+    """The environment called `name`; UsageError listing the known ones when there is none."""
+    env = config.environments.get(name)
+    if env is None:
+        known = ", ".join(sorted(config.environments)) or "none"
+        raise UsageError(f"unknown environment {name!r} (known: {known})")
+    return env
 
 
 def planned_environment(plan: Plan, source: str) -> Environment | None:

@@ -54,18 +54,17 @@ class Context:
     ) -> Database:
         """The database of `environment`, named in `config`, or given as an Environment itself."""
         from flagops.load import Environment
-        from flagops.reconcile import connect, open_database
+        from flagops.reconcile import find_environment, open_database
 
-        options = {
-            "config_dir": self.config_dir,
-            "environ": os.environ,
-            "application_name": f"flags {command} ({self.actor})",
-            "write": write,
-            "lock_timeout": lock_timeout,
-        }
-        if isinstance(config, Environment):
-            return open_database(config, **options)  # type: ignore[arg-type]
-        return connect(config, environment, **options)  # type: ignore[arg-type]
+        env = config if isinstance(config, Environment) else find_environment(config, environment)
+        return open_database(
+            env,
+            config_dir=self.config_dir,
+            environ=os.environ,
+            application_name=f"flags {command} ({self.actor})",
+            write=write,
+            lock_timeout=lock_timeout,
+        )
 
 
 def context() -> Context:

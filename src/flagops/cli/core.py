@@ -152,7 +152,7 @@ def apply(
         def review(plan: Plan) -> None:
             out(render_text(plan, color=ctx.color))
             if plan.blocked:  # refused before anyone is asked to approve it
-                raise BlockedError([f"{b.address}: {b.reason}" for b in plan.blocked])
+                raise BlockedError([str(b) for b in plan.blocked])
             if plan.has_changes and not auto_approve:
                 _confirm(environment)
 

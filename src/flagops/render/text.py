@@ -89,6 +89,6 @@ def _section(out: list[str], plan: Plan, style: Callable[..., str]) -> None:
             style(f"Blocked: {len(plan.blocked)} change(s) that apply refuses (exit 5):", "red", bold=True)
         )
         for b in plan.blocked[:BLOCKED_SHOWN]:
-            out.append(f"  x {b.address}: {b.reason}")
+            out.append(f"  x {b}")
         if len(plan.blocked) > BLOCKED_SHOWN:
             out.append(f"    ... and {len(plan.blocked) - BLOCKED_SHOWN} more")
