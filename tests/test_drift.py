@@ -14,7 +14,7 @@ import pytest
 from flagops.diff import find_drift
 from flagops.plan import Drift, Subject
 from flagops.state import FlagRow, State, flag_dict
-from support import as_user, everything, init_and_apply, login_role, sql
+from support import as_user, connected, everything, init_and_apply, login_role, sql
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ORG_B = "0b7f3a1c-9e44-4c55-8a0b-6f1d2c1e2b7f"
@@ -261,3 +261,33 @@ def test_an_audit_row_that_does_not_explain_the_drift_is_not_its_provenance(
         None,
         None,
     )
+
+
+def _baseline(url: str) -> tuple[State, State]:
+    """(actual state, the state the last apply left as drift is measured against) of the database."""
+    from flagops.db import read
+    from flagops.state import state_hash
+
+    with connected(url) as conn:
+        actual = read.read_state(conn)
+        last = read.read_last_apply(conn, "test")
+        assert last is not None
+        return actual, read.applied_state(conn, last, actual, state_hash(actual))
+
+
+def test_the_snapshot_is_read_only_when_the_database_differs_from_what_the_last_apply_left(
+    db_url: str, make_repo: Any
+) -> None:
+    repo = _applied(make_repo, db_url)
+    actual, applied = _baseline(db_url)
+    assert applied is actual  # equal hashes after a whole-environment apply: nothing to decode
+    sql(db_url, f"UPDATE org_feature_flags SET enabled = false WHERE org_id = '{ORG_A}'")
+    changed, applied = _baseline(db_url)
+    assert applied is not changed
+    assert applied == actual  # decoded from the snapshot: the state before the hand edit
+    assert repo.flags("apply", "--env", "test", "--auto-approve", "--overwrite-drift").exit_code == 0
+    sql(db_url, "UPDATE feature_flags SET owner = 'ops' WHERE flag_key = 'lead_scoring'")
+    targeted = ("--target", "lead_scoring", "--overwrite-drift")
+    assert repo.flags("apply", "--env", "test", "--auto-approve", *targeted).exit_code == 0
+    actual, applied = _baseline(db_url)
+    assert applied is not actual and applied == actual  # a --target apply: its snapshot is read

@@ -73,7 +73,7 @@ def find_drift(desired: State, actual: State, last_applied: State | None) -> tup
     Without a last apply there is no baseline, hence no drift. A drifted row whose actual value
     already equals the desired one is adopted: it needs no change and is only counted.
     """
-    if last_applied is None:
+    if last_applied is None or last_applied == actual:
         return [], 0
     found: list[Drift] = []
     adopted = 0

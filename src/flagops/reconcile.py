@@ -82,11 +82,11 @@ def _plan_in(
     desired = desired_state(config, env.name)
     migrate.require_current(conn, env.name)
     actual = read.read_state(conn)
-    last = read.read_last_apply(conn, env.name)
+    actual_hash = state_hash(actual)
     if targets:
         check_targets(targets, desired, actual)
     scope = list(targets) if targets else None
-    baseline = last.snapshot if last is not None else kill.baseline_before_kills(conn, actual)
+    _, baseline = _baseline(conn, env.name, actual, actual_hash)
     last_state = restrict(baseline, scope) if baseline is not None else None
     drift, adopted = find_drift(restrict(desired, scope), restrict(actual, scope), last_state)
     drift = read.with_provenance(conn, drift)
@@ -106,7 +106,7 @@ def _plan_in(
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         git_commit=git_commit,
         config_hash=config.config_hash,
-        state_hash=state_hash(actual),
+        state_hash=actual_hash,
         changes=changes,
         drift=tuple(drift),
         blocked=blocked,
@@ -183,6 +183,17 @@ def plan_and_apply(
         )
 
 
+def _baseline(
+    conn: sa.Connection, environment: str, actual: State, actual_hash: str
+) -> tuple[read.LastApply | None, State | None]:
+    """The last apply and the state drift is measured against: the state that apply left, or for an
+    environment never applied, its state with the kills undone (None when there were none)."""
+    last = read.read_last_apply(conn, environment)
+    if last is None:
+        return None, kill.baseline_before_kills(conn, actual)
+    return last, read.applied_state(conn, last, actual, actual_hash)
+
+
 def _apply_in(
     conn: sa.Connection,
     env: Environment,
@@ -204,8 +215,7 @@ def _apply_in(
             f" ({plan.created_at}); nothing was written. Run flags plan again."
         )
     check_against(plan.changes, actual)
-    last = read.read_last_apply(conn, env.name)
-    baseline = last.snapshot if last is not None else kill.baseline_before_kills(conn, actual)
+    last, baseline = _baseline(conn, env.name, actual, before_hash)
     scope = list(plan.targets) if plan.targets else None
     after = apply_changes(actual, plan.changes)
     # Drift is found again under the lock, not taken from the plan file.
@@ -226,7 +236,7 @@ def _apply_in(
         raise BlockedError([str(b) for b in blocked])
     base = baseline if baseline is not None else actual
     snapshot = merge(base, restrict(after, scope), scope)
-    if not plan.changes and last is not None and restrict(last.snapshot, scope) == restrict(actual, scope):
+    if not plan.changes and last is not None and restrict(baseline, scope) == restrict(actual, scope):
         return ApplyResult(None, plan.summary)
     record = write.ApplyRecord(
         apply_id=str(uuid.uuid4()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -162,5 +163,8 @@ target_option = click.option(
 
 def main() -> NoReturn:
     """Entry point of the `flags` console command."""
+    # A run builds hundreds of thousands of long-lived, acyclic containers (configuration, states,
+    # plans) and little cyclic garbage: collect rarely instead of re-scanning them all the time.
+    gc.set_threshold(100_000, 50, 100)
     cli.main(prog_name="flags")
     raise SystemExit(0)  # pragma: no cover - cli.main always exits

@@ -54,6 +54,7 @@ def import_(environment: str, dry_run: bool) -> None:
     from flagops.cli.rewrite import edited_files, validated, write_files
     from flagops.db import migrate, read
     from flagops.db.engine import translated
+    from flagops.state import state_hash
 
     ctx = context()
     config = ctx.load()
@@ -62,7 +63,8 @@ def import_(environment: str, dry_run: bool) -> None:
         migrate.require_current(conn, environment)
         actual = read.read_state(conn)
         last = read.read_last_apply(conn, environment)
-    adoption = adopt(config, environment, actual, None if last is None else last.snapshot)
+        applied = None if last is None else read.applied_state(conn, last, actual, state_hash(actual))
+    adoption = adopt(config, environment, actual, applied)
     for warning in adoption.warnings:
         err(f"warning: {warning}")
     if not adoption.assignments:

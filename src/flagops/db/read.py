@@ -19,11 +19,13 @@ _HUNDREDTH = Decimal("0.01")
 
 @dataclass(frozen=True, slots=True)
 class LastApply:
-    """The most recent apply of an environment and the state it left."""
+    """The most recent apply of an environment: its id, the hash of the state it left, its scope."""
 
     apply_id: str
     finished_at: dt.datetime
-    snapshot: State
+    state_hash_after: str
+    whole: bool
+    """True when it applied every flag (no --target): its snapshot is then the state it left."""
 
 
 def _percentage(value: object) -> Decimal:
@@ -76,16 +78,31 @@ def read_state(connection: sa.Connection) -> State:
 
 
 def read_last_apply(connection: sa.Connection, environment: str) -> LastApply | None:
-    """The newest apply recorded for `environment`, or None when it was never applied."""
+    """The newest apply recorded for `environment` (without its snapshot), or None when never applied."""
+    a = applies.c
     row = connection.execute(
-        sa.select(applies.c.apply_id, applies.c.finished_at, applies.c.snapshot)
-        .where(applies.c.environment == environment)
-        .order_by(applies.c.id.desc())
+        sa.select(a.apply_id, a.finished_at, a.state_hash_after, a.targets)
+        .where(a.environment == environment)
+        .order_by(a.id.desc())
         .limit(1)
     ).first()
     if row is None:
         return None
-    return LastApply(row.apply_id, row.finished_at, decode_snapshot(row.snapshot))
+    return LastApply(row.apply_id, row.finished_at, row.state_hash_after, row.targets is None)
+
+
+def applied_state(connection: sa.Connection, last: LastApply, actual: State, actual_hash: str) -> State:
+    """The state `last` left (its snapshot), the baseline drift is measured against.
+
+    When the database still holds exactly what a whole-environment apply left (equal hashes),
+    that is `actual` itself and the snapshot is not read; otherwise it is read and decoded.
+    """
+    if last.whole and last.state_hash_after == actual_hash:
+        return actual
+    blob = connection.execute(
+        sa.select(applies.c.snapshot).where(applies.c.apply_id == last.apply_id)
+    ).scalar_one()
+    return decode_snapshot(blob)
 
 
 _PROVENANCE_CHUNK = 500
