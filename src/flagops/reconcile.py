@@ -236,7 +236,12 @@ def _apply_in(
         raise BlockedError([str(b) for b in blocked])
     base = baseline if baseline is not None else actual
     snapshot = merge(base, restrict(after, scope), scope)
-    if not plan.changes and last is not None and restrict(baseline, scope) == restrict(actual, scope):
+    if (
+        not plan.changes
+        and last is not None
+        and baseline is not None
+        and restrict(baseline, scope) == restrict(actual, scope)
+    ):
         return ApplyResult(None, plan.summary)
     record = write.ApplyRecord(
         apply_id=str(uuid.uuid4()),
