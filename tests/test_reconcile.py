@@ -15,7 +15,10 @@ import sqlalchemy as sa
 
 from flagops.db.tables import audit_log, feature_flags, org_feature_flags
 from flagops.diff import apply_changes, diff
-from flagops.reconcile import connect, make_plan
+from flagops.errors import StalePlanError
+from flagops.load import load_config
+from flagops.reconcile import connect, make_plan, plan_and_apply
+from flagops.sources import read_sources
 from flagops.state import EMPTY, FlagRow, State
 from support import (
     DEFAULT_FLAGS,
@@ -582,3 +585,65 @@ def test_a_killed_apply_changes_nothing(pg_url: str, make_repo: Any) -> None:
     sql(pg_url, "DROP TRIGGER test_stall ON feature_flag_applies")
     ok(repo, "apply", "--env", "test", "--auto-approve")  # nor is the lock left behind
     assert _flags(pg_url)["lead_scoring"]["rollout_percentage"] == Decimal(90)
+
+
+@pytest.mark.parametrize("unattended", [False, True], ids=["asked", "auto-approved"])
+def test_a_hand_edit_while_the_plan_is_reviewed(
+    pg_url: str, make_repo: Any, monkeypatch: pytest.MonkeyPatch, unattended: bool
+) -> None:
+    """Asked for approval, the flag rows are free during the review: a hand edit lands, and the
+    state read again under the row locks makes the plan stale. Auto-approved, the rows are locked
+    before planning (the edit waits) and the state the plan was made from is not read twice."""
+    from flagops.db import read
+
+    repo = init_and_apply(make_repo(pg_url))
+    repo.write("flags/main.yaml", DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"))
+    config = load_config(read_sources(repo.path))
+    database = connect(
+        config, "test", config_dir=repo.path, environ=repo.env, application_name="test", write=True
+    )
+    reads: list[int] = []
+    read_state = read.read_state
+    monkeypatch.setattr(read, "read_state", lambda conn: reads.append(1) or read_state(conn))
+    edits: list[str] = []
+
+    def review(plan: Any) -> None:
+        try:
+            sql(
+                pg_url,
+                "SET LOCAL lock_timeout = '300ms'",
+                "UPDATE feature_flags SET owner = 'ops' WHERE flag_key = 'lead_scoring'",
+            )
+            edits.append("landed")
+        except sa.exc.OperationalError:
+            edits.append("waited")
+
+    def run() -> Any:
+        return plan_and_apply(
+            config,
+            database,
+            targets=None,
+            git_commit=None,
+            review=review,
+            unattended=unattended,
+            actor="tester",
+            allow_delete=False,
+            overwrite_drift=False,
+            lock_timeout=0,
+        )
+
+    try:
+        if unattended:
+            assert run().apply_id is not None
+            assert (edits, len(reads)) == (["waited"], 1)
+        else:
+            with pytest.raises(StalePlanError):
+                run()
+            assert (edits, len(reads)) == (["landed"], 2)
+    finally:
+        database.engine.dispose()
+    [lead] = [r for r in rows(pg_url, feature_flags) if r["flag_key"] == "lead_scoring"]
+    expected = (
+        ("growth", 60) if unattended else ("ops", 50)
+    )  # the edit waited, or it landed and nothing was written
+    assert (lead["owner"], lead["rollout_percentage"]) == expected

@@ -33,25 +33,28 @@ def diff_flags(desired: Mapping[str, FlagRow], actual: Mapping[str, FlagRow]) ->
             yield Change(Subject.FLAG, Action.UPDATE, key, None, before, after)
 
 
+# The `enabled` values of override changes, shared by every change (changes are never mutated).
+_ENABLED: dict[bool | None, Mapping[str, Any] | None] = {
+    True: {"enabled": True},
+    False: {"enabled": False},
+    None: None,
+}
+
+
 def diff_overrides(
     desired: Mapping[OverrideKey, bool], actual: Mapping[OverrideKey, bool]
 ) -> Iterator[Change]:
     """Creates, updates and deletes of org overrides, by flag then org."""
     old_of = actual.get
+    new_of = desired.get
     differing = [key for key, new in desired.items() if old_of(key) != new]
     removed = [key for key in actual if key not in desired]
+    values = _ENABLED
     for key in sorted(differing + removed):
-        flag_key, org_id = key
-        new = desired.get(key)
+        new = new_of(key)
         old = old_of(key)
-        if new is None:
-            yield Change(Subject.OVERRIDE, Action.DELETE, flag_key, org_id, {"enabled": old}, None)
-        elif old is None:
-            yield Change(Subject.OVERRIDE, Action.CREATE, flag_key, org_id, None, {"enabled": new})
-        else:
-            yield Change(
-                Subject.OVERRIDE, Action.UPDATE, flag_key, org_id, {"enabled": old}, {"enabled": new}
-            )
+        action = Action.DELETE if new is None else Action.CREATE if old is None else Action.UPDATE
+        yield Change(Subject.OVERRIDE, action, key[0], key[1], values[old], values[new])
 
 
 def diff(desired: State, actual: State) -> tuple[Change, ...]:
@@ -113,20 +116,18 @@ def apply_changes(state: State, changes: Sequence[Change]) -> State:
     flags = dict(state.flags)
     overrides: dict[OverrideKey, bool] = dict(state.overrides)
     for c in changes:
-        if c.subject == Subject.FLAG:
-            if c.action == Action.DELETE:
-                del flags[c.flag_key]
-            elif c.action == Action.CREATE:
-                assert c.after is not None
-                flags[c.flag_key] = flag_from_dict(c.after)
-            else:
-                assert c.after is not None
-                flags[c.flag_key] = flag_from_dict({**flag_dict(flags[c.flag_key]), **c.after})
-        else:
+        if c.subject == Subject.OVERRIDE:
             key = (c.flag_key, c.org_id or "")
-            if c.action == Action.DELETE:
+            if c.after is None:
                 del overrides[key]
             else:
-                assert c.after is not None
                 overrides[key] = bool(c.after["enabled"])
+        elif c.action == Action.DELETE:
+            del flags[c.flag_key]
+        elif c.action == Action.CREATE:
+            assert c.after is not None
+            flags[c.flag_key] = flag_from_dict(c.after)
+        else:
+            assert c.after is not None
+            flags[c.flag_key] = flag_from_dict({**flag_dict(flags[c.flag_key]), **c.after})
     return State(flags, overrides)

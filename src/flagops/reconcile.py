@@ -65,7 +65,8 @@ def make_plan(
     """Compare the configuration with the database: changes, drift and what the guards block."""
     env = database.environment
     with translated(database.url, f"reading environment {env.name}"), database.engine.begin() as conn:
-        return _plan_in(conn, config, env, targets=targets, git_commit=git_commit)
+        plan, _ = _plan_in(conn, config, env, targets=targets, git_commit=git_commit)
+        return plan
 
 
 def _plan_in(
@@ -77,8 +78,9 @@ def _plan_in(
     git_commit: str | None,
     allow_delete: bool = False,
     overwrite_drift: bool = False,
-) -> Plan:
-    """The plan, its guards judged with the options of the apply it is for (none for `flags plan`)."""
+) -> tuple[Plan, State]:
+    """The plan and the state it starts from, its guards judged with the options of the apply it is
+    for (none for `flags plan`)."""
     desired = desired_state(config, env.name)
     migrate.require_current(conn, env.name)
     actual = read.read_state(conn)
@@ -100,7 +102,7 @@ def _plan_in(
         environment_file=env.path,
         last_applied=baseline,
     )
-    return Plan(
+    plan = Plan(
         environment=env.name,
         plan_id=str(uuid.uuid4()),
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -119,6 +121,7 @@ def _plan_in(
             allow_delete=env.spec.allow_delete,
         ),
     )
+    return plan, actual
 
 
 def apply_plan(
@@ -154,6 +157,7 @@ def plan_and_apply(
     targets: Sequence[str] | None,
     git_commit: str | None,
     review: Callable[[Plan], None],
+    unattended: bool,
     actor: str,
     allow_delete: bool,
     overwrite_drift: bool,
@@ -164,11 +168,17 @@ def plan_and_apply(
     `review` sees the plan before anything is written and may raise to cancel. Holding the lock
     from the plan to the apply means no other apply can slip in between what was shown and what
     is written, so concurrent applies serialise instead of finding their plans stale.
+
+    The flag rows are locked (kills wait) only once the review is over, and the state is read again
+    under them -- unless the review is `unattended` (nobody is asked): then they are locked before
+    planning and the state the plan was made from is the one written over.
     """
     env = database.environment
     with translated(database.url, f"applying to environment {env.name}"), database.engine.begin() as conn:
         lock.acquire(conn, env.name, lock_timeout)
-        plan = _plan_in(
+        if unattended:
+            kill.hold_flag_rows(conn)
+        plan, actual = _plan_in(
             conn,
             config,
             env,
@@ -179,7 +189,13 @@ def plan_and_apply(
         )
         review(plan)
         return _apply_in(
-            conn, env, plan, actor=actor, allow_delete=allow_delete, overwrite_drift=overwrite_drift
+            conn,
+            env,
+            plan,
+            actor=actor,
+            allow_delete=allow_delete,
+            overwrite_drift=overwrite_drift,
+            held=actual if unattended else None,
         )
 
 
@@ -202,19 +218,28 @@ def _apply_in(
     actor: str,
     allow_delete: bool,
     overwrite_drift: bool,
+    held: State | None = None,
 ) -> ApplyResult:
-    """Apply `plan` in the caller's transaction, which holds the environment's lock."""
+    """Apply `plan` in the caller's transaction, which holds the environment's lock.
+
+    `held` is the state this transaction made `plan` from with the flag rows already locked: it is
+    written over as it is. Otherwise the rows are locked now and the state read again must be the
+    one the plan names (else the plan is stale) and must fit its changes.
+    """
     started = dt.datetime.now(dt.UTC)
-    migrate.require_current(conn, env.name)
-    kill.hold_flag_rows(conn)
-    actual = read.read_state(conn)
-    before_hash = state_hash(actual)
-    if before_hash != plan.state_hash:
-        raise StalePlanError(
-            f"plan is stale: environment {env.name} changed since the plan was made"
-            f" ({plan.created_at}); nothing was written. Run flags plan again."
-        )
-    check_against(plan.changes, actual)
+    if held is not None:
+        actual, before_hash = held, plan.state_hash
+    else:
+        migrate.require_current(conn, env.name)
+        kill.hold_flag_rows(conn)
+        actual = read.read_state(conn)
+        before_hash = state_hash(actual)
+        if before_hash != plan.state_hash:
+            raise StalePlanError(
+                f"plan is stale: environment {env.name} changed since the plan was made"
+                f" ({plan.created_at}); nothing was written. Run flags plan again."
+            )
+        check_against(plan.changes, actual)
     last, baseline = _baseline(conn, env.name, actual, before_hash)
     scope = list(plan.targets) if plan.targets else None
     after = apply_changes(actual, plan.changes)

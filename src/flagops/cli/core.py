@@ -162,6 +162,7 @@ def apply(
             targets=list(targets) or None,
             git_commit=ctx.git_commit(),
             review=review,
+            unattended=auto_approve,
             actor=ctx.actor,
             allow_delete=allow_delete,
             overwrite_drift=overwrite_drift,
