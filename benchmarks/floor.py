@@ -1,9 +1,16 @@
 """The floor: the unavoidable work of each benchmarked step, done by the shortest honest script.
 
+Usage: floor.py STEP SOURCE DATABASE_URL [--bare]
+
 plan:        parse the YAML with libyaml, one SELECT per table, a dict diff.
-first_apply: parse the YAML with libyaml, COPY every flag and override row.
+first_apply: parse the YAML with libyaml, COPY every flag and override row, and COPY one audit row
+             per row written (DESIGN.md section 6: one audit row per change).
 apply:       read the saved plan JSON, COPY the changes into temporary tables, one set-based
-             statement per kind of change.
+             statement per kind of change, and COPY one audit row per change.
+
+The script first imports the libraries flags is built on (SQLAlchemy, pydantic, click, psycopg,
+PyYAML): DESIGN.md section 8 counts their imports in the floor. With --bare it imports only psycopg
+and PyYAML and writes no audit rows: a floor below anything that keeps an audit log.
 """
 
 from __future__ import annotations
@@ -16,6 +23,12 @@ import sys
 
 import psycopg
 import yaml
+
+BARE = "--bare" in sys.argv
+if not BARE:
+    import click  # noqa: F401
+    import pydantic  # noqa: F401
+    import sqlalchemy  # noqa: F401
 
 
 def parse(root: str) -> tuple[dict[str, tuple[object, ...]], dict[tuple[str, str], bool]]:
@@ -63,6 +76,21 @@ def plan(root: str, url: str) -> None:
 MARK = "SELECT set_config('flagops.apply_id', 'floor', true)"
 
 
+AUDIT = (
+    "COPY feature_flag_audit_log (environment, subject, flag_key, org_id, action, old_value, new_value,"
+    " actor, source) FROM STDIN"
+)
+
+
+def audit_rows(rows: list[tuple[str, str, str | None, str, str | None, str | None]]) -> str:
+    """COPY text of audit rows (subject, flag_key, org_id, action, old JSON, new JSON)."""
+    null = "\\N"
+    return "".join(
+        f"bench\t{subject}\t{key}\t{org or null}\t{action}\t{old or null}\t{new or null}\tfloor\tapply\n"
+        for subject, key, org, action, old, new in rows
+    )
+
+
 def first_apply(root: str, url: str) -> None:
     flags, overrides = parse(root)
     with psycopg.connect(url) as conn, conn.cursor() as cur:
@@ -76,6 +104,17 @@ def first_apply(root: str, url: str) -> None:
         with cur.copy("COPY org_feature_flags (flag_key, org_id, enabled) FROM STDIN") as copy:
             for (flag, org), on in overrides.items():
                 copy.write_row((flag, org, on))
+        if not BARE:
+            written = [
+                ("flag", key, None, "create", None, json.dumps({"name": row[0]}))
+                for key, row in flags.items()
+            ]
+            written += [
+                ("org_override", flag, org, "create", None, json.dumps({"enabled": on}))
+                for (flag, org), on in overrides.items()
+            ]
+            with cur.copy(AUDIT) as copy:
+                copy.write(audit_rows(written))
     print(len(flags) + len(overrides))
 
 
@@ -123,10 +162,24 @@ def apply(plan_file: str, url: str) -> None:
             "INSERT INTO org_feature_flags (org_id, flag_key, enabled)"
             " SELECT org_id, flag_key, enabled FROM o WHERE action = 'create'"
         )
+        if not BARE:
+            written = [
+                (
+                    c["subject"],
+                    c["flag_key"],
+                    c.get("org_id"),
+                    c["action"],
+                    c["before"] and json.dumps(c["before"]),
+                    c["after"] and json.dumps(c["after"]),
+                )
+                for c in changes
+            ]
+            with cur.copy(AUDIT) as copy:
+                copy.write(audit_rows(written))
     print(len(changes))
 
 
 if __name__ == "__main__":
     gc.disable()
-    step, source, database_url = sys.argv[1:4]
+    step, source, database_url = [a for a in sys.argv[1:] if a != "--bare"]
     {"plan": plan, "first_apply": first_apply, "apply": apply}[step](source, database_url)

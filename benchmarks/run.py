@@ -42,6 +42,8 @@ class Row:
     ratio: float | None = None
     target: str = ""
     ok: bool = True
+    bare_floor_seconds: float | None = None
+    bare_ratio: float | None = None
 
 
 def measure(
@@ -105,18 +107,40 @@ def run(small: bool, backends: list[str], repeat: int) -> list[Row]:
     return rows
 
 
+def floors(
+    base: Path, changed: Path, plan_file: Path, env: dict[str, str], repeat: int, bare: bool
+) -> dict[str, float]:
+    """The floor's seconds for each step, on a database of its own (`bare`: see floor.py --bare)."""
+    name = f"flagops_bench_{uuid.uuid4().hex[:8]}"
+    admin(f'CREATE DATABASE "{name}"')
+    url = database_url(name)
+    try:
+        subprocess.run(
+            [FLAGS, "--config-dir", str(base), "init", "--env", "bench"],
+            env={**env, "FLAGS_BENCH_URL": url},
+            check=True,
+            capture_output=True,
+        )
+        floor = [PYTHON, str(HERE / "floor.py")]
+        extra = ["--bare"] if bare else []
+        first, _ = measure([*floor, "first_apply", str(base), url, *extra], env=env)
+        plan, _ = measure([*floor, "plan", str(changed), url, *extra], env=env, repeat=repeat)
+        applied, _ = measure([*floor, "apply", str(plan_file), url, *extra], env=env)
+        return {"first apply": first, "plan": plan, "apply": applied}
+    finally:
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def run_backend(
     backend: str, base: Path, changed: Path, tmp: Path, env: dict[str, str], repeat: int
 ) -> list[Row]:
     rows: list[Row] = []
-    names = [f"flagops_bench_{uuid.uuid4().hex[:8]}", f"flagops_bench_{uuid.uuid4().hex[:8]}"]
+    name = f"flagops_bench_{uuid.uuid4().hex[:8]}"
     if backend == "postgres":
-        for name in names:
-            admin(f'CREATE DATABASE "{name}"')
-        url, floor_url = (database_url(n) for n in names)
+        admin(f'CREATE DATABASE "{name}"')
+        url = database_url(name)
     else:
         url = f"sqlite:///{tmp / 'bench.db'}"
-        floor_url = ""
     benv = {**env, "FLAGS_BENCH_URL": url}
     plan_file = tmp / f"plan-{backend}.json"
     try:
@@ -137,61 +161,46 @@ def run_backend(
         applied, apply_peak = measure(
             [FLAGS, "--config-dir", str(changed), "apply", "--env", "bench", str(plan_file)], env=benv
         )
-        if backend == "postgres":
-            fenv = {**benv, "FLAGS_BENCH_URL": floor_url}
-            subprocess.run(
-                [FLAGS, "--config-dir", str(base), "init", "--env", "bench"],
-                env=fenv,
-                check=True,
-                capture_output=True,
-            )
-            floor = [PYTHON, str(HERE / "floor.py")]
-            f_first, _ = measure([*floor, "first_apply", str(base), floor_url], env=env)
-            f_plan, _ = measure([*floor, "plan", str(changed), floor_url], env=env, repeat=repeat)
-            f_apply, _ = measure([*floor, "apply", str(plan_file), floor_url], env=env)
-            for step, sec, peak, fl in (
-                ("first apply", first, first_peak, f_first),
-                ("plan", plan, plan_peak, f_plan),
-                ("apply", applied, apply_peak, f_apply),
-            ):
-                ratio = sec / fl
-                rows.append(
-                    Row(
-                        step,
-                        backend,
-                        sec,
-                        peak,
-                        fl,
-                        ratio,
-                        f"<= {TARGETS[step]}x floor",
-                        ratio <= TARGETS[step] and peak < MEMORY_LIMIT_MB,
-                    )
-                )
-        else:
-            for step, sec, peak in (
-                ("first apply", first, first_peak),
-                ("plan", plan, plan_peak),
-                ("apply", applied, apply_peak),
-            ):
-                rows.append(Row(step, backend, sec, peak, ok=peak < MEMORY_LIMIT_MB))
     finally:
         if backend == "postgres":
-            for name in names:
-                admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    measured = (("first apply", first, first_peak), ("plan", plan, plan_peak), ("apply", applied, apply_peak))
+    if backend != "postgres":
+        return [Row(step, backend, sec, peak, ok=peak < MEMORY_LIMIT_MB) for step, sec, peak in measured]
+    floor = floors(base, changed, plan_file, env, repeat, bare=False)
+    bare = floors(base, changed, plan_file, env, repeat, bare=True)
+    for step, sec, peak in measured:
+        ratio = sec / floor[step]
+        rows.append(
+            Row(
+                step,
+                backend,
+                sec,
+                peak,
+                floor[step],
+                ratio,
+                f"<= {TARGETS[step]}x floor",
+                ratio <= TARGETS[step] and peak < MEMORY_LIMIT_MB,
+                bare[step],
+                sec / bare[step],
+            )
+        )
     return rows
 
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| step | backend | seconds | floor s | ratio | target | peak MB | ok |",
-        "|---|---|---|---|---|---|---|---|",
+        "| step | backend | seconds | floor s | ratio | target | peak MB | ok | bare floor s | bare ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         floor = f"{r.floor_seconds:.2f}" if r.floor_seconds is not None else ""
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+        bare = f"{r.bare_floor_seconds:.2f}" if r.bare_floor_seconds is not None else ""
+        bare_ratio = f"{r.bare_ratio:.2f}x" if r.bare_ratio is not None else ""
         lines.append(
             f"| {r.step} | {r.backend} | {r.seconds:.2f} | {floor} | {ratio} | {r.target} | {r.peak_mb:.0f} |"
-            f" {'yes' if r.ok else 'NO'} |"
+            f" {'yes' if r.ok else 'NO'} | {bare} | {bare_ratio} |"
         )
     return "\n".join(lines)
 

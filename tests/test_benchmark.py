@@ -34,4 +34,5 @@ def test_small_benchmark_runs_every_step(tmp_path: Path) -> None:
         assert row["seconds"] > 0 and row["peak_mb"] > 0
         if row["backend"] == "postgres":
             assert row["floor_seconds"] > 0 and row["ratio"] > 0
+            assert row["bare_floor_seconds"] > 0 and row["bare_ratio"] > 0
     assert "| plan | postgres |" in done.stdout
