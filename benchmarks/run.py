@@ -1,6 +1,8 @@
 """Run the benchmark: each step as a whole `flags` process beside its floor, as ratios, in one run.
 
-Usage: python benchmarks/run.py [--small] [--backend postgres|sqlite|both] [--json FILE]
+Usage: python benchmarks/run.py [--small] [--backend postgres|sqlite|both] [--repeat N] [--json FILE]
+Every step runs N times (a step that writes, each time on a fresh copy of its database) and
+the best time counts.
 Needs FLAGS_TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres): a user
 that may create databases; the benchmark creates and drops its own.
 """
@@ -10,11 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -80,6 +84,70 @@ def database_url(name: str) -> str:
     return ADMIN_URL.rpartition("/")[0] + "/" + name
 
 
+class Databases:
+    """Scratch databases of one backend, and copies of them, so that every run of a step that
+    writes starts from the same state: Postgres databases made from templates, SQLite file copies."""
+
+    def __init__(self, backend: str, tmp: Path) -> None:
+        self.backend = backend
+        self.tmp = tmp
+        self.urls: list[str] = []
+
+    def create(self, template: str | None = None) -> str:
+        """A new database: empty, or a copy of the database at `template` (a URL from `create`)."""
+        name = f"flagops_bench_{uuid.uuid4().hex[:8]}"
+        if self.backend == "postgres":
+            copy = f' TEMPLATE "{template.rpartition("/")[2]}"' if template else ""
+            admin(f'CREATE DATABASE "{name}"{copy}')
+            url = database_url(name)
+        else:
+            path = self.tmp / f"{name}.db"
+            if template:
+                shutil.copyfile(template.removeprefix("sqlite:///"), path)
+            url = f"sqlite:///{path}"
+        self.urls.append(url)
+        return url
+
+    def drop(self, url: str) -> None:
+        if self.backend == "postgres":
+            admin(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
+        else:
+            Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+        self.urls.remove(url)
+
+    def drop_all(self) -> None:
+        for url in list(self.urls):
+            self.drop(url)
+
+
+def measure_on_copies(
+    dbs: Databases, template: str, repeat: int, command: Callable[[str], tuple[list[str], dict[str, str]]]
+) -> tuple[float, float, str]:
+    """Best time and peak memory of `command(url)` run `repeat` times, each on a fresh copy of
+    `template`; the copy the last run left stays (its URL is returned), the others are dropped."""
+    best, peak, url = float("inf"), 0.0, ""
+    for _ in range(repeat):
+        if url:
+            dbs.drop(url)
+        url = dbs.create(template)
+        args, env = command(url)
+        seconds, mb = measure(args, env=env)
+        best, peak = min(best, seconds), max(peak, mb)
+    return best, peak, url
+
+
+def initialised(dbs: Databases, base: Path, env: dict[str, str]) -> str:
+    """A new database with the flagops schema."""
+    url = dbs.create()
+    subprocess.run(
+        [FLAGS, "--config-dir", str(base), "init", "--env", "bench"],
+        env={**env, "FLAGS_BENCH_URL": url},
+        check=True,
+        capture_output=True,
+    )
+    return url
+
+
 def run(small: bool, backends: list[str], repeat: int) -> list[Row]:
     size = dict(flags=40, orgs=200, per_org=5) if small else dict(flags=2_000, orgs=10_000, per_org=10)
     rows: list[Row] = []
@@ -108,67 +176,54 @@ def run(small: bool, backends: list[str], repeat: int) -> list[Row]:
 
 
 def floors(
-    base: Path, changed: Path, plan_file: Path, env: dict[str, str], repeat: int, bare: bool
+    dbs: Databases, empty: str, paths: tuple[Path, Path, Path], env: dict[str, str], repeat: int, bare: bool
 ) -> dict[str, float]:
-    """The floor's seconds for each step, on a database of its own (`bare`: see floor.py --bare)."""
-    name = f"flagops_bench_{uuid.uuid4().hex[:8]}"
-    admin(f'CREATE DATABASE "{name}"')
-    url = database_url(name)
-    try:
-        subprocess.run(
-            [FLAGS, "--config-dir", str(base), "init", "--env", "bench"],
-            env={**env, "FLAGS_BENCH_URL": url},
-            check=True,
-            capture_output=True,
-        )
-        floor = [PYTHON, str(HERE / "floor.py")]
-        extra = ["--bare"] if bare else []
-        first, _ = measure([*floor, "first_apply", str(base), url, *extra], env=env)
-        plan, _ = measure([*floor, "plan", str(changed), url, *extra], env=env, repeat=repeat)
-        applied, _ = measure([*floor, "apply", str(plan_file), url, *extra], env=env)
-        return {"first apply": first, "plan": plan, "apply": applied}
-    finally:
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """The floor's best seconds for each step (`bare`: see floor.py --bare)."""
+    base, changed, plan_file = paths
+    floor = [PYTHON, str(HERE / "floor.py"), *(["--bare"] if bare else [])]
+    first, _, applied = measure_on_copies(
+        dbs, empty, repeat, lambda url: ([*floor, "first_apply", str(base), url], env)
+    )
+    plan, _ = measure([*floor, "plan", str(changed), applied], env=env, repeat=repeat)
+    done, _, _ = measure_on_copies(
+        dbs, applied, repeat, lambda url: ([*floor, "apply", str(plan_file), url], env)
+    )
+    return {"first apply": first, "plan": plan, "apply": done}
 
 
 def run_backend(
     backend: str, base: Path, changed: Path, tmp: Path, env: dict[str, str], repeat: int
 ) -> list[Row]:
-    rows: list[Row] = []
-    name = f"flagops_bench_{uuid.uuid4().hex[:8]}"
-    if backend == "postgres":
-        admin(f'CREATE DATABASE "{name}"')
-        url = database_url(name)
-    else:
-        url = f"sqlite:///{tmp / 'bench.db'}"
-    benv = {**env, "FLAGS_BENCH_URL": url}
+    dbs = Databases(backend, tmp)
     plan_file = tmp / f"plan-{backend}.json"
+
+    def flags(config: Path, *args: str) -> Callable[[str], tuple[list[str], dict[str, str]]]:
+        return lambda url: (
+            [FLAGS, "--config-dir", str(config), *args, "--env", "bench"],
+            {**env, "FLAGS_BENCH_URL": url},
+        )
+
     try:
-        subprocess.run(
-            [FLAGS, "--config-dir", str(base), "init", "--env", "bench"],
-            env=benv,
-            check=True,
-            capture_output=True,
+        empty = initialised(dbs, base, env)
+        first, first_peak, applied = measure_on_copies(
+            dbs, empty, repeat, flags(base, "apply", "--auto-approve")
         )
-        first, first_peak = measure(
-            [FLAGS, "--config-dir", str(base), "apply", "--env", "bench", "--auto-approve"], env=benv
+        args, plan_env = flags(changed, "plan", "--out", str(plan_file))(applied)
+        plan, plan_peak = measure(args, env=plan_env, repeat=repeat)
+        done, apply_peak, _ = measure_on_copies(dbs, applied, repeat, flags(changed, "apply", str(plan_file)))
+        measured = (
+            ("first apply", first, first_peak),
+            ("plan", plan, plan_peak),
+            ("apply", done, apply_peak),
         )
-        plan, plan_peak = measure(
-            [FLAGS, "--config-dir", str(changed), "plan", "--env", "bench", "--out", str(plan_file)],
-            env=benv,
-            repeat=repeat,
-        )
-        applied, apply_peak = measure(
-            [FLAGS, "--config-dir", str(changed), "apply", "--env", "bench", str(plan_file)], env=benv
-        )
+        if backend != "postgres":
+            return [Row(step, backend, sec, peak, ok=peak < MEMORY_LIMIT_MB) for step, sec, peak in measured]
+        paths = (base, changed, plan_file)
+        floor = floors(dbs, empty, paths, env, repeat, bare=False)
+        bare = floors(dbs, empty, paths, env, repeat, bare=True)
     finally:
-        if backend == "postgres":
-            admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    measured = (("first apply", first, first_peak), ("plan", plan, plan_peak), ("apply", applied, apply_peak))
-    if backend != "postgres":
-        return [Row(step, backend, sec, peak, ok=peak < MEMORY_LIMIT_MB) for step, sec, peak in measured]
-    floor = floors(base, changed, plan_file, env, repeat, bare=False)
-    bare = floors(base, changed, plan_file, env, repeat, bare=True)
+        dbs.drop_all()
+    rows = []
     for step, sec, peak in measured:
         ratio = sec / floor[step]
         rows.append(
@@ -211,7 +266,9 @@ def main() -> None:
     )
     parser.add_argument("--small", action="store_true", help="a tiny dataset (for the test suite)")
     parser.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of the repeatable steps; the best counts")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each step (writes on fresh copies); the best counts"
+    )
     parser.add_argument("--json", type=Path, default=HERE / "out" / "results.json")
     args = parser.parse_args()
     backends = ["postgres", "sqlite"] if args.backend == "both" else [args.backend]
