@@ -78,11 +78,14 @@ def _plan_in(
     git_commit: str | None,
     allow_delete: bool = False,
     overwrite_drift: bool = False,
+    hold_rows: bool = False,
 ) -> tuple[Plan, State]:
     """The plan and the state it starts from, its guards judged with the options of the apply it is
-    for (none for `flags plan`)."""
+    for (none for `flags plan`); with `hold_rows`, read with the flag rows locked for the apply."""
     desired = desired_state(config, env.name)
     migrate.require_current(conn, env.name)
+    if hold_rows:
+        kill.hold_flag_rows(conn)
     actual = read.read_state(conn)
     actual_hash = state_hash(actual)
     if targets:
@@ -176,8 +179,6 @@ def plan_and_apply(
     env = database.environment
     with translated(database.url, f"applying to environment {env.name}"), database.engine.begin() as conn:
         lock.acquire(conn, env.name, lock_timeout)
-        if unattended:
-            kill.hold_flag_rows(conn)
         plan, actual = _plan_in(
             conn,
             config,
@@ -186,6 +187,7 @@ def plan_and_apply(
             git_commit=git_commit,
             allow_delete=allow_delete,
             overwrite_drift=overwrite_drift,
+            hold_rows=unattended,
         )
         review(plan)
         return _apply_in(
