@@ -293,27 +293,6 @@ def _apply_in(
     return ApplyResult(record.apply_id, plan.summary)
 
 
-def connect(
-    config: Config,
-    environment: str,
-    *,
-    config_dir: Path,
-    environ: Mapping[str, str],
-    application_name: str,
-    write: bool = False,
-    lock_timeout: float = 0.0,
-) -> Database:
-    """The database of one environment, ready to plan (or, with `write`, to apply) against."""
-    return open_database(
-        find_environment(config, environment),
-        config_dir=config_dir,
-        environ=environ,
-        application_name=application_name,
-        write=write,
-        lock_timeout=lock_timeout,
-    )
-
-
 def find_environment(config: Config, name: str) -> Environment:
     """The environment called `name`; UsageError listing the known ones when there is none."""
     env = config.environments.get(name)

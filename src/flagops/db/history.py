@@ -50,23 +50,7 @@ def read_history(
     """
     a = audit_log.c
     query = (
-        sa.select(
-            a.id,
-            a.changed_at,
-            a.environment,
-            a.source,
-            a.actor,
-            a.subject,
-            a.flag_key,
-            a.org_id,
-            a.action,
-            a.old_value,
-            a.new_value,
-            a.apply_id,
-            a.git_commit,
-            a.reason,
-            applies.c.targets,
-        )
+        sa.select(*(a[name] for name in ENTRY_FIELDS[:-1]), applies.c.targets)
         .select_from(audit_log.outerjoin(applies, applies.c.apply_id == a.apply_id))
         .order_by(a.id.desc())
         .limit(limit)

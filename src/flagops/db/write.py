@@ -71,31 +71,10 @@ def _audit_rows(changes: Iterable[Change], record: ApplyRecord) -> Iterable[tupl
         )
 
 
-_AUDIT_COLUMNS = (
-    "apply_id",
-    "environment",
-    "subject",
-    "flag_key",
-    "org_id",
-    "action",
-    "old_value",
-    "new_value",
-    "actor",
-    "source",
-    "git_commit",
-    "changed_at",
-)
-_FLAG_COLUMNS = (
-    "flag_key",
-    "name",
-    "description",
-    "owner",
-    "enabled_globally",
-    "rollout_percentage",
-    "killed",
-    "expires_on",
-    "protected",
-)
+# The columns an apply writes, in table order: all but the log's id and reason, and the timestamps
+# the database fills in for flags.
+_AUDIT_COLUMNS = tuple(c.name for c in audit_log.c if c.name not in ("id", "reason"))
+_FLAG_COLUMNS = tuple(c.name for c in feature_flags.c if c.name not in ("created_at", "updated_at"))
 
 
 def _check(result: sa.CursorResult[Any], expected: int, what: str) -> None:
