@@ -9,9 +9,10 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from flagops.load import Config
+if TYPE_CHECKING:
+    from flagops.load import Config
 
 
 class FlagRow(NamedTuple):
@@ -86,6 +87,14 @@ def merge(base: State, part: State, flag_keys: Iterable[str] | None) -> State:
     return State(flags, overrides)
 
 
+def percentage(value: object) -> Decimal:
+    """A rollout percentage as stored: a Decimal with two places (None counts as 0)."""
+    return Decimal(str(value if value is not None else 0)).quantize(_HUNDREDTH)
+
+
+_HUNDREDTH = Decimal("0.01")
+
+
 # -- plain (JSON-ready) values ------------------------------------------------------------------
 
 
@@ -116,7 +125,7 @@ def flag_from_dict(values: Mapping[str, Any]) -> FlagRow:
         values.get("description", ""),
         values.get("owner"),
         bool(values["enabled"]),
-        Decimal(str(values["rollout_percentage"])).quantize(Decimal("0.01")),
+        percentage(values["rollout_percentage"]),
         bool(values["killed"]),
         dt.date.fromisoformat(expires) if expires else None,
         bool(values.get("protected", False)),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +9,7 @@ from sqlalchemy.engine import URL
 
 from flagops.db import migrate
 from flagops.db.engine import translated
+from flagops.db.read import as_utc
 from flagops.db.tables import applies, audit_log
 
 ENTRY_FIELDS = (
@@ -30,13 +30,6 @@ ENTRY_FIELDS = (
     "targets",
 )
 """The keys of one history entry; `targets` is the --target list of a partial apply, else None."""
-
-
-def _utc(value: Any) -> Any:
-    # SQLite keeps no time zone: flagops writes UTC there, and so does CURRENT_TIMESTAMP.
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 def read_history(
@@ -62,7 +55,7 @@ def read_history(
     entries = []
     for row in connection.execute(query):
         entry = dict(zip(ENTRY_FIELDS, row, strict=True))
-        entry["changed_at"] = _utc(entry["changed_at"])
+        entry["changed_at"] = as_utc(entry["changed_at"])
         if entry["org_id"] is not None:
             entry["org_id"] = str(entry["org_id"])
         entries.append(entry)

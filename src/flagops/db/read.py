@@ -5,16 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
 from flagops.db.tables import applies, audit_log, feature_flags
 from flagops.plan import Drift
-from flagops.state import FlagRow, OverrideKey, State, decode_snapshot
-
-_HUNDREDTH = Decimal("0.01")
+from flagops.state import FlagRow, OverrideKey, State, decode_snapshot, percentage
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +23,6 @@ class LastApply:
     state_hash_after: str
     whole: bool
     """True when it applied every flag (no --target): its snapshot is then the state it left."""
-
-
-def _percentage(value: object) -> Decimal:
-    return Decimal(str(value if value is not None else 0)).quantize(_HUNDREDTH)
 
 
 def _date(value: object) -> dt.date | None:
@@ -61,7 +54,7 @@ def read_state(connection: sa.Connection) -> State:
             description or "",
             owner,
             bool(enabled),
-            _percentage(rollout),
+            percentage(rollout),
             bool(killed),
             _date(expires),
             bool(protected),
@@ -142,7 +135,11 @@ def with_provenance(connection: sa.Connection, drift: Iterable[Drift]) -> list[D
         if found is not None:
             actor, changed_at, source, action, new_value = found
             if source != "apply" and _explains(action, new_value, entry.actual):
-                entry = entry._replace(changed_by=actor, changed_at=_stamp(changed_at), source=source)
+                entry = entry._replace(
+                    changed_by=actor,
+                    changed_at=as_utc(changed_at).isoformat(timespec="seconds"),
+                    source=source,
+                )
         result.append(entry)
     return result
 
@@ -154,9 +151,8 @@ def _explains(action: str, new_value: Any, actual: Mapping[str, Any] | None) -> 
     return isinstance(new_value, Mapping) and all(actual.get(k) == v for k, v in new_value.items())
 
 
-def _stamp(changed_at: object) -> str:
-    if isinstance(changed_at, dt.datetime):
-        if changed_at.tzinfo is None:  # SQLite keeps no zone; flagops writes UTC there
-            changed_at = changed_at.replace(tzinfo=dt.UTC)
-        return changed_at.astimezone(dt.UTC).isoformat(timespec="seconds")
-    return str(changed_at)
+def as_utc(value: object) -> dt.datetime:
+    """A timestamp read from the database, in UTC. SQLite keeps no zone: flagops writes UTC there,
+    and so does CURRENT_TIMESTAMP."""
+    stamp = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -12,8 +11,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from flagops.db.engine import translated
 from flagops.db.tables import feature_flags, org_feature_flags
 from flagops.rollout import FlagRule
-
-_HUNDREDTH = Decimal("0.01")
+from flagops.state import percentage
 
 
 class OrgFlags(NamedTuple):
@@ -78,8 +76,7 @@ def read_org(connection: sa.Connection, org_id: str) -> OrgFlags:
     rules: dict[str, FlagRule] = {}
     overrides: dict[str, bool] = {}
     for key, enabled, rollout, killed, override in connection.execute(query):
-        percentage = Decimal(str(rollout if rollout is not None else 0)).quantize(_HUNDREDTH)
-        rules[key] = FlagRule(bool(enabled), percentage, bool(killed))
+        rules[key] = FlagRule(bool(enabled), percentage(rollout), bool(killed))
         if override is not None:
             overrides[key] = bool(override)
     return OrgFlags(rules, overrides)

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from flagops.db.read import as_utc
 from flagops.db.tables import audit_log, feature_flags
 from flagops.lint import Rollout
+from flagops.state import percentage
 
-_HUNDREDTH = Decimal("0.01")
-# `enabled` and `rollout_percentage` are the names apply writes; `enabled_globally` is the column's name,
-# which audit rows written by database triggers may carry instead.
+# `enabled` and `rollout_percentage` are the names flagops writes (apply, kill and its triggers);
+# `enabled_globally` is the column's name, which audit rows written outside flagops may carry instead.
 _ENABLED = ("enabled", "enabled_globally")
 _ROLLOUT_FIELDS = (*_ENABLED, "rollout_percentage")
-
-
-def _utc(value: object) -> dt.datetime:
-    stamp = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
 
 
 def _rollout_values(value: Mapping[str, Any] | None) -> tuple[Any, Any]:
@@ -31,8 +26,7 @@ def _rollout_values(value: Mapping[str, Any] | None) -> tuple[Any, Any]:
         return None, None
     enabled = next((value[name] for name in _ENABLED if name in value), None)
     rollout = value.get("rollout_percentage")
-    percentage = Decimal(str(rollout)).quantize(_HUNDREDTH) if rollout is not None else None
-    return (None if enabled is None else bool(enabled)), percentage
+    return (None if enabled is None else bool(enabled)), (None if rollout is None else percentage(rollout))
 
 
 def _changes_rollout(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
@@ -62,7 +56,7 @@ def read_rollouts(connection: sa.Connection) -> dict[str, Rollout]:
     rows = connection.execute(
         sa.select(ff.flag_key, ff.enabled_globally, ff.rollout_percentage, ff.created_at)
     ).all()
-    changed: dict[str, dt.datetime] = {key: _utc(created) for key, _, _, created in rows}
+    changed: dict[str, dt.datetime] = {key: as_utc(created) for key, _, _, created in rows}
     audit = connection.execute(
         sa.select(audit_log.c.flag_key, audit_log.c.changed_at, audit_log.c.old_value, audit_log.c.new_value)
         .where(audit_log.c.subject == "flag", _mentions_rollout(connection))
@@ -70,8 +64,7 @@ def read_rollouts(connection: sa.Connection) -> dict[str, Rollout]:
     )
     for key, changed_at, old, new in audit:
         if key in changed and _changes_rollout(old, new):
-            changed[key] = max(changed[key], _utc(changed_at))
+            changed[key] = max(changed[key], as_utc(changed_at))
     return {
-        key: Rollout(bool(enabled), Decimal(str(rollout)).quantize(_HUNDREDTH), changed[key])
-        for key, enabled, rollout, _ in rows
+        key: Rollout(bool(enabled), percentage(rollout), changed[key]) for key, enabled, rollout, _ in rows
     }
