@@ -17,7 +17,7 @@ from flagops.db.tables import audit_log, feature_flags, org_feature_flags
 from flagops.diff import apply_changes, diff
 from flagops.errors import StalePlanError
 from flagops.load import load_config
-from flagops.reconcile import find_environment, make_plan, open_database, plan_and_apply
+from flagops.reconcile import make_plan, open_database, plan_and_apply
 from flagops.sources import read_sources
 from flagops.state import EMPTY, FlagRow, State
 from support import (
@@ -368,8 +368,9 @@ def test_reconcile_functions_plan_what_apply_changes_produce(db_url: str, make_r
     from flagops.state import desired_state
 
     config = load_config(read_sources(repo.path))
-    env = find_environment(config, "test")
-    database = open_database(env, config_dir=repo.path, environ=repo.env, application_name="test")
+    database = open_database(
+        config.environment("test"), config_dir=repo.path, environ=repo.env, application_name="test"
+    )
     try:
         plan = make_plan(config, database, targets=None, git_commit=None)
         with database.engine.connect() as conn:
@@ -600,8 +601,13 @@ def test_a_hand_edit_while_the_plan_is_reviewed(
     repo = init_and_apply(make_repo(pg_url))
     repo.write("flags/main.yaml", DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"))
     config = load_config(read_sources(repo.path))
-    env = find_environment(config, "test")
-    database = open_database(env, config_dir=repo.path, environ=repo.env, application_name="test", write=True)
+    database = open_database(
+        config.environment("test"),
+        config_dir=repo.path,
+        environ=repo.env,
+        application_name="test",
+        write=True,
+    )
     reads: list[int] = []
     read_state = read.read_state
     monkeypatch.setattr(read, "read_state", lambda conn: reads.append(1) or read_state(conn))

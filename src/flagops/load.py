@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from flagops import yamlfile
-from flagops.errors import ConfigError, Problem
+from flagops.errors import ConfigError, Problem, UsageError
 from flagops.model import (
     ENV_NAME_PATTERN,
     FLAG_KEY_PATTERN,
@@ -50,8 +50,12 @@ class Config:
     config_hash: str
 
     def environment(self, name: str) -> Environment:
-        """The environment called `name`; KeyError when there is none."""
-        return self.environments[name]
+        """The environment called `name`; UsageError listing the known ones when there is none."""
+        env = self.environments.get(name)
+        if env is None:
+            known = ", ".join(sorted(self.environments)) or "none"
+            raise UsageError(f"unknown environment {name!r} (known: {known})")
+        return env
 
 
 # A request to locate a problem: document path, whether to point at the key, and the message.

@@ -45,10 +45,7 @@ def check_direction(config: Config, source: str, target: str) -> None:
     The target's `promote_from` must name the source. When it is unset the target takes no
     promotions at all: production must opt in, so a typo cannot copy values into it.
     """
-    known = ", ".join(sorted(config.environments)) or "none"
-    for name in (source, target):
-        if name not in config.environments:
-            raise UsageError(f"unknown environment {name!r} (known: {known})")
+    config.environment(source)  # an unknown source is refused like an unknown target below
     if source == target:
         raise UsageError(f"cannot promote environment {source} into itself")
     env = config.environment(target)

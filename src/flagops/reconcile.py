@@ -293,15 +293,6 @@ def _apply_in(
     return ApplyResult(record.apply_id, plan.summary)
 
 
-def find_environment(config: Config, name: str) -> Environment:
-    """The environment called `name`; UsageError listing the known ones when there is none."""
-    env = config.environments.get(name)
-    if env is None:
-        known = ", ".join(sorted(config.environments)) or "none"
-        raise UsageError(f"unknown environment {name!r} (known: {known})")
-    return env
-
-
 def planned_environment(plan: Plan, source: str) -> Environment | None:
     """The environment a saved plan was made for, from its recorded settings (None: not recorded)."""
     settings = plan.settings

@@ -55,9 +55,9 @@ class Context:
     ) -> Database:
         """The database of `environment`, named in `config`, or given as an Environment itself."""
         from flagops.load import Environment
-        from flagops.reconcile import find_environment, open_database
+        from flagops.reconcile import open_database
 
-        env = config if isinstance(config, Environment) else find_environment(config, environment)
+        env = config if isinstance(config, Environment) else config.environment(environment)
         return open_database(
             env,
             config_dir=self.config_dir,

@@ -31,11 +31,7 @@ def _from_config(environment: str, org: str) -> tuple[dict[str, FlagRule], dict[
     from flagops.state import desired_state
 
     ctx = context()
-    config = ctx.load()
-    if environment not in config.environments:
-        known = ", ".join(sorted(config.environments)) or "none"
-        raise UsageError(f"unknown environment {environment!r} (known: {known})")
-    state = desired_state(config, environment)
+    state = desired_state(ctx.load(), environment)
     rules = {
         key: FlagRule(row.enabled, row.rollout_percentage, row.killed) for key, row in state.flags.items()
     }
