@@ -190,6 +190,14 @@ def test_lines_ruamel_would_reformat_are_kept_unless_edited() -> None:
     assert changed(text, added) == ["+  c: {enabled: false}"]
 
 
+def test_a_key_appended_after_an_unended_last_line_keeps_the_rest_of_the_file() -> None:
+    text = (
+        "# Production: reviewed by SRE\n---\ndatabase:\n    url: sqlite:///x\nflags:\n    a: {enabled: true}"
+    )
+    after = env_edit(text, Edit(("flags", "b", "enabled"), True))
+    assert after == text + "\n    b: {enabled: true}"
+
+
 def test_windows_line_ends_are_kept() -> None:
     text = "database:\r\n  url_env: X\r\nflags:\r\n  a: {enabled: true}\r\n"
     after = env_edit(text, Edit(("flags", "a", "killed"), True), Edit(("flags", "b", "killed"), True))

@@ -97,6 +97,9 @@ def apply_edits(
     """
     if not edits:
         return text
+    # Lines can only follow a last line that ends: end it for the merge, and take the end off again.
+    unended = "" if not text or text.endswith("\n") else "\r\n" if "\r\n" in text else "\n"
+    text += unended
     original = yamlfile.load(text)
     if original.problems or not isinstance(original.data, dict):
         raise EditError(f"{name}: not a valid YAML mapping; run flags validate")
@@ -112,10 +115,10 @@ def apply_edits(
     except Exception as exc:  # ruamel's own errors: the file uses YAML it cannot round-trip
         raise EditError(f"{name}: cannot edit this file: {type(exc).__name__}: {exc}") from None
     expected = _edited_data(original.data, edits)
-    for candidate in (_merge(text, noop, edited), edited):
-        loaded = yamlfile.load(candidate)
-        if not loaded.problems and loaded.data == expected:
-            return candidate
+    merged = _merge(text, noop, edited)
+    loaded = yamlfile.load(merged)
+    if not loaded.problems and loaded.data == expected:
+        return merged.removesuffix(unended) if unended else merged
     raise EditError(f"{name}: cannot write the change without altering other values; edit it by hand")
 
 
