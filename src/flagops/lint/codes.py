@@ -40,8 +40,6 @@ CHECKS: dict[str, Check] = {
     )
 }
 
-CODE_PATTERN = r"^FL[0-9]{3}$"
-
 
 def known_codes() -> str:
     """The known codes, for messages: `FL001, FL002, ...`."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -38,10 +38,21 @@ def field_changes(change: Change) -> list[tuple[str, str]]:
     return [(k, value(old if new is None else new)) for k, old, new in field_diffs(change)]
 
 
+TARGETS_SHOWN = 10
+"""--target keys named in a summary; more are counted."""
+
+
+def listed_targets(targets: Sequence[str], form: Callable[[str], str] = str) -> str:
+    """The first TARGETS_SHOWN keys, each shown by `form`, and how many more there are."""
+    more = len(targets) - TARGETS_SHOWN
+    shown = ", ".join(form(t) for t in targets[:TARGETS_SHOWN])
+    return f"{shown} and {more:,} more" if more > 0 else shown
+
+
 def summary_line(plan: Plan) -> str:
     """`Plan: A to add, C to change, D to destroy.` or the no-changes sentence."""
     if not plan.changes and plan.targets:
-        keys = ", ".join(plan.targets)
+        keys = listed_targets(plan.targets)
         return (
             f"No changes. The targeted flags of environment {plan.environment} ({keys})"
             " match the configuration."

@@ -13,6 +13,7 @@ from flagops.render.common import (
     drift_diffs,
     field_diffs,
     flag_changes,
+    listed_targets,
     override_groups,
     summary_line,
     value,
@@ -23,14 +24,13 @@ MAX_CHARS = 60_000
 VALUE_CHARS = 200
 BLOCKED_SHOWN = 20
 DRIFT_SHOWN = 20
-TARGETS_SHOWN = 10
 OPEN_ROWS = 20
 """A table with more rows than this goes inside a collapsed `<details>` block."""
 OVERRIDES_SHOWN_PER_FLAG = 100
 """Override rows shown per flag when not all of them fit."""
 _RESERVE = 3_000
-_MORE_LINE_ROOM = "x" * 160  # the room a "… N more … not shown" line may take
 """Room kept for what is always written last: closing tags, the lines saying what was left out, the footer."""
+_MORE_LINE_ROOM = "x" * 160  # the room a "… N more … not shown" line may take
 
 _ACTION = {Action.CREATE: "create", Action.UPDATE: "update", Action.DELETE: "**delete**"}
 _ESCAPED = re.compile(r"([\\`*_\[\]|~#])")
@@ -118,9 +118,7 @@ def _headline(plan: Plan) -> str:
     if plan.changes:
         line += f" Environment {code(plan.environment)}"
         if plan.targets:
-            shown_targets = ", ".join(code(t) for t in plan.targets[:TARGETS_SHOWN])
-            more = len(plan.targets) - TARGETS_SHOWN
-            line += f" (only {shown_targets}{f' and {_n(more)} more' if more > 0 else ''})"
+            line += f" (only {listed_targets(plan.targets, code)})"
         line += "."
     if plan.blocked:
         line += f" Blocked: {_n(len(plan.blocked))} change(s) that apply refuses."
