@@ -48,6 +48,17 @@ class ApplyResult:
     summary: dict[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """What an apply starts from, read under the environment's lock: the state and its hash, the
+    last apply, and the baseline drift is measured against (see `_baseline`)."""
+
+    actual: State
+    state_hash: str
+    last: read.LastApply | None
+    baseline: State | None
+
+
 def check_targets(targets: Sequence[str], desired: State, actual: State) -> None:
     """Refuse --target keys that name no flag in the configuration or the database."""
     unknown = [t for t in targets if t not in desired.flags and t not in actual.flags]
@@ -79,9 +90,9 @@ def _plan_in(
     allow_delete: bool = False,
     overwrite_drift: bool = False,
     hold_rows: bool = False,
-) -> tuple[Plan, State]:
-    """The plan and the state it starts from, its guards judged with the options of the apply it is
-    for (none for `flags plan`); with `hold_rows`, read with the flag rows locked for the apply."""
+) -> tuple[Plan, _Start]:
+    """The plan and what it starts from, its guards judged with the options of the apply it is for
+    (none for `flags plan`); with `hold_rows`, read with the flag rows locked for the apply."""
     desired = desired_state(config, env.name)
     migrate.require_current(conn, env.name)
     if hold_rows:
@@ -91,7 +102,7 @@ def _plan_in(
     if targets:
         check_targets(targets, desired, actual)
     scope = list(targets) if targets else None
-    _, baseline = _baseline(conn, env.name, actual, actual_hash)
+    last, baseline = _baseline(conn, env.name, actual, actual_hash)
     last_state = restrict(baseline, scope) if baseline is not None else None
     drift, adopted = find_drift(restrict(desired, scope), restrict(actual, scope), last_state)
     drift = read.with_provenance(conn, drift)
@@ -124,7 +135,7 @@ def _plan_in(
             allow_delete=env.spec.allow_delete,
         ),
     )
-    return plan, actual
+    return plan, _Start(actual, actual_hash, last, baseline)
 
 
 def apply_plan(
@@ -138,9 +149,9 @@ def apply_plan(
 ) -> ApplyResult:
     """Apply a reviewed plan in one transaction under the environment's lock.
 
-    Re-reads the state under the lock and refuses a stale plan (nothing written), re-checks the
-    guards with this apply's options, writes the changes, their audit rows and one apply row.
-    Any error rolls the whole transaction back.
+    Re-reads the state under the lock and refuses a stale plan (nothing written) or one whose
+    changes do not fit the state, finds the drift again and judges the guards with this apply's
+    options, then writes. Any error rolls the whole transaction back.
     """
     env = database.environment
     if plan.environment != env.name:
@@ -148,9 +159,32 @@ def apply_plan(
     check_changes(plan.changes)
     with translated(database.url, f"applying to environment {env.name}"), database.engine.begin() as conn:
         lock.acquire(conn, env.name, lock_timeout)
-        return _apply_in(
-            conn, env, plan, actor=actor, allow_delete=allow_delete, overwrite_drift=overwrite_drift
+        started = dt.datetime.now(dt.UTC)
+        migrate.require_current(conn, env.name)
+        kill.hold_flag_rows(conn)
+        actual, actual_hash = _reread(conn, env, plan)
+        check_against(plan.changes, actual)
+        last, baseline = _baseline(conn, env.name, actual, actual_hash)
+        # Drift is found again under the lock, not taken from the plan file.
+        scope = list(plan.targets) if plan.targets else None
+        drift: list[Drift] = []
+        if baseline is not None and not overwrite_drift:
+            after = restrict(apply_changes(actual, plan.changes), scope)
+            drift, _ = find_drift(after, restrict(actual, scope), restrict(baseline, scope))
+            drift = read.with_provenance(conn, drift)
+        blocked = guard(
+            plan.changes,
+            drift,
+            actual,
+            allow_delete=allow_delete or env.spec.allow_delete,
+            overwrite_drift=overwrite_drift,
+            environment_file=env.path,
+            last_applied=baseline,
         )
+        if blocked:
+            raise BlockedError([str(b) for b in blocked])
+        start = _Start(actual, actual_hash, last, baseline)
+        return _write(conn, env, plan, start, actor=actor, started=started)
 
 
 def plan_and_apply(
@@ -168,18 +202,19 @@ def plan_and_apply(
 ) -> ApplyResult:
     """Plan and apply under one hold of the environment's lock (`flags apply` without a plan file).
 
-    `review` sees the plan before anything is written and may raise to cancel. Holding the lock
-    from the plan to the apply means no other apply can slip in between what was shown and what
-    is written, so concurrent applies serialise instead of finding their plans stale.
+    `review` sees the plan, whose guards are judged with this apply's options, before anything is
+    written and may raise to cancel (it must refuse a blocked plan). Holding the lock from the plan
+    to the apply means no other apply can slip in between what was shown and what is written, so
+    concurrent applies serialise instead of finding their plans stale.
 
     The flag rows are locked (kills wait) only once the review is over, and the state is read again
-    under them -- unless the review is `unattended` (nobody is asked): then they are locked before
-    planning and the state the plan was made from is the one written over.
+    under them: a plan it no longer matches is stale. Unless the review is `unattended` (nobody is
+    asked): then they are locked before planning and the state is read once.
     """
     env = database.environment
     with translated(database.url, f"applying to environment {env.name}"), database.engine.begin() as conn:
         lock.acquire(conn, env.name, lock_timeout)
-        plan, actual = _plan_in(
+        plan, start = _plan_in(
             conn,
             config,
             env,
@@ -190,15 +225,25 @@ def plan_and_apply(
             hold_rows=unattended,
         )
         review(plan)
-        return _apply_in(
-            conn,
-            env,
-            plan,
-            actor=actor,
-            allow_delete=allow_delete,
-            overwrite_drift=overwrite_drift,
-            held=actual if unattended else None,
+        started = dt.datetime.now(dt.UTC)
+        if not unattended:
+            kill.hold_flag_rows(conn)
+            # The same state under the same lock: the last apply, drift and guards are as planned.
+            _reread(conn, env, plan)
+        return _write(conn, env, plan, start, actor=actor, started=started)
+
+
+def _reread(conn: sa.Connection, env: Environment, plan: Plan) -> tuple[State, str]:
+    """The state and its hash, read again with the flag rows locked; StalePlanError unless it is
+    the state the plan was made from."""
+    actual = read.read_state(conn)
+    actual_hash = state_hash(actual)
+    if actual_hash != plan.state_hash:
+        raise StalePlanError(
+            f"plan is stale: environment {env.name} changed since the plan was made"
+            f" ({plan.created_at}); nothing was written. Run flags plan again."
         )
+    return actual, actual_hash
 
 
 def _baseline(
@@ -212,64 +257,25 @@ def _baseline(
     return last, read.applied_state(conn, last, actual, actual_hash)
 
 
-def _apply_in(
-    conn: sa.Connection,
-    env: Environment,
-    plan: Plan,
-    *,
-    actor: str,
-    allow_delete: bool,
-    overwrite_drift: bool,
-    held: State | None = None,
+def _write(
+    conn: sa.Connection, env: Environment, plan: Plan, start: _Start, *, actor: str, started: dt.datetime
 ) -> ApplyResult:
-    """Apply `plan` in the caller's transaction, which holds the environment's lock.
+    """Write `plan`, which starts from `start`, with its audit rows and its apply row.
 
-    `held` is the state this transaction made `plan` from with the flag rows already locked: it is
-    written over as it is. Otherwise the rows are locked now and the state read again must be the
-    one the plan names (else the plan is stale) and must fit its changes.
+    An apply without changes writes nothing, unless the database holds drift the configuration
+    agrees with (adopted): its apply row then records the new baseline.
     """
-    started = dt.datetime.now(dt.UTC)
-    if held is not None:
-        actual, before_hash = held, plan.state_hash
-    else:
-        migrate.require_current(conn, env.name)
-        kill.hold_flag_rows(conn)
-        actual = read.read_state(conn)
-        before_hash = state_hash(actual)
-        if before_hash != plan.state_hash:
-            raise StalePlanError(
-                f"plan is stale: environment {env.name} changed since the plan was made"
-                f" ({plan.created_at}); nothing was written. Run flags plan again."
-            )
-        check_against(plan.changes, actual)
-    last, baseline = _baseline(conn, env.name, actual, before_hash)
+    actual, baseline = start.actual, start.baseline
     scope = list(plan.targets) if plan.targets else None
     after = apply_changes(actual, plan.changes)
-    # Drift is found again under the lock, not taken from the plan file.
-    drift: list[Drift] = []
-    if baseline is not None and not overwrite_drift:
-        drift, _ = find_drift(restrict(after, scope), restrict(actual, scope), restrict(baseline, scope))
-        drift = read.with_provenance(conn, drift)
-    blocked = guard(
-        plan.changes,
-        drift,
-        actual,
-        allow_delete=allow_delete or env.spec.allow_delete,
-        overwrite_drift=overwrite_drift,
-        environment_file=env.path,
-        last_applied=baseline,
-    )
-    if blocked:
-        raise BlockedError([str(b) for b in blocked])
-    base = baseline if baseline is not None else actual
-    snapshot = merge(base, restrict(after, scope), scope)
     if (
         not plan.changes
-        and last is not None
+        and start.last is not None
         and baseline is not None
         and restrict(baseline, scope) == restrict(actual, scope)
     ):
         return ApplyResult(None, plan.summary)
+    snapshot = merge(baseline if baseline is not None else actual, restrict(after, scope), scope)
     record = write.ApplyRecord(
         apply_id=str(uuid.uuid4()),
         environment=env.name,
@@ -280,15 +286,18 @@ def _apply_in(
         started_at=started,
     )
     write.mark_apply(conn, record.apply_id)
-    write.write_changes(conn, plan.changes, actual, record)
-    hash_after, blob = fingerprint(after)
+    write.write_changes(conn, plan.changes, after, record)
+    if snapshot is after:
+        hash_after, blob = fingerprint(after)
+    else:
+        hash_after, blob = state_hash(after), encode_snapshot(snapshot)
     write.record_apply(
         conn,
         record,
-        hash_before=before_hash,
+        hash_before=start.state_hash,
         hash_after=hash_after,
         summary=plan.summary,
-        snapshot=blob if snapshot is after else encode_snapshot(snapshot),
+        snapshot=blob,
     )
     return ApplyResult(record.apply_id, plan.summary)
 
