@@ -42,8 +42,10 @@ def holder(pg_url: str, repo: Any) -> Iterator[psycopg.Connection[Any]]:
 
 
 def test_one_lock_key_for_every_database() -> None:
+    """The key never changes: applies by two versions of flagops must still exclude each other."""
     assert lock_key() == lock_key()
     assert -(2**63) <= lock_key() < 2**63
+    assert lock_key() == -3337984885520610723
 
 
 def test_held_lock_fails_at_once_naming_its_holder(

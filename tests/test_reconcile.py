@@ -653,3 +653,73 @@ def test_a_hand_edit_while_the_plan_is_reviewed(
         ("growth", 60) if unattended else ("ops", 50)
     )  # the edit waited, or it landed and nothing was written
     assert (lead["owner"], lead["rollout_percentage"]) == expected
+
+
+def _try_hand_edit(url: str) -> str:
+    """'landed' or 'waited': a hand edit of a flag row from another session, giving up after 300 ms."""
+    try:
+        sql(
+            url,
+            "SET LOCAL lock_timeout = '300ms'",
+            "UPDATE feature_flags SET owner = 'ops' WHERE flag_key = 'lead_scoring'",
+        )
+    except sa.exc.OperationalError:
+        return "waited"
+    return "landed"
+
+
+@pytest.mark.parametrize("how", ["saved plan", "auto-approved", "asked"])
+def test_an_apply_reads_the_state_it_writes_over_with_the_flag_rows_locked(
+    pg_url: str, make_repo: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, how: str
+) -> None:
+    """Right before the apply's last read of the state, a hand edit of a flag row has to wait."""
+    from flagops.db import read
+
+    repo = init_and_apply(make_repo(pg_url))
+    repo.write("flags/main.yaml", DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"))
+    saved = tmp_path / "plan.json"
+    assert repo.flags("plan", "--env", "test", "--out", str(saved)).exit_code == 0
+    edits: list[str] = []
+    read_state = read.read_state
+    reads_before_the_last = 1 if how == "asked" else 0  # asked: the plan's own read comes first
+
+    def reading(conn: Any) -> Any:
+        nonlocal reads_before_the_last
+        if reads_before_the_last == 0:
+            edits.append(_try_hand_edit(pg_url))
+        reads_before_the_last -= 1
+        return read_state(conn)
+
+    monkeypatch.setattr(read, "read_state", reading)
+    if how == "saved plan":
+        assert repo.flags("apply", "--env", "test", str(saved)).exit_code == 0
+    elif how == "auto-approved":
+        assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    else:
+        config = load_config(read_sources(repo.path))
+        database = open_database(
+            config.environment("test"),
+            config_dir=repo.path,
+            environ=repo.env,
+            application_name="t",
+            write=True,
+        )
+        try:
+            result = plan_and_apply(
+                config,
+                database,
+                targets=None,
+                git_commit=None,
+                review=lambda plan: None,  # approved
+                unattended=False,
+                actor="tester",
+                allow_delete=False,
+                overwrite_drift=False,
+                lock_timeout=0,
+            )
+        finally:
+            database.engine.dispose()
+        assert result.apply_id is not None
+    assert edits == ["waited"]
+    [lead] = [r for r in rows(pg_url, feature_flags) if r["flag_key"] == "lead_scoring"]
+    assert (lead["owner"], lead["rollout_percentage"]) == ("growth", 60)
