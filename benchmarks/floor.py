@@ -4,12 +4,12 @@ Usage: floor.py STEP SOURCE DATABASE_URL [--bare]
 
 plan:        parse the YAML with libyaml, one SELECT per table, a dict diff.
 first_apply: parse the YAML with libyaml, COPY every flag and override row, and COPY one audit row
-             per row written (DESIGN.md section 6: one audit row per change).
+             per row written (every apply writes one audit row per change).
 apply:       read the saved plan JSON, COPY the changes into temporary tables, one set-based
              statement per kind of change, and COPY one audit row per change.
 
 The script first imports the libraries flags is built on (SQLAlchemy, pydantic, click, psycopg,
-PyYAML): DESIGN.md section 8 counts their imports in the floor. With --bare it imports only psycopg
+PyYAML): the design's performance bar counts their imports in the floor. With --bare it imports only psycopg
 and PyYAML and writes no audit rows: a floor below anything that keeps an audit log.
 """
 
