@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
 import hashlib
 import re
@@ -16,6 +15,7 @@ from flagops import yamlfile
 from flagops.errors import ConfigError, Problem, UsageError
 from flagops.model import (
     ENV_NAME_PATTERN,
+    FLAG_KEY_MAX,
     FLAG_KEY_PATTERN,
     ORG_ID_PATTERN,
     DatabaseConfig,
@@ -23,12 +23,14 @@ from flagops.model import (
     EnvironmentValues,
     FlagDefinition,
     FlagsFile,
+    describe,
+    shown,
+    type_name,
 )
 
 FLAGS_DIR = "flags"
 ENVIRONMENTS_DIR = "environments"
 YAML_SUFFIXES = (".yaml", ".yml")
-FLAG_KEY_MAX = 63
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +119,6 @@ def _decode(path: str, raw: bytes, problems: _FileProblems) -> str | None:
         return None
 
 
-def _type_name(value: Any) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number"}
-    names[float] = "a number"
-    if value is None:
-        return "nothing (null)"
-    return names.get(type(value), f"a {type(value).__name__}")
-
-
 def _dotted(doc_path: Sequence[Any]) -> str:
     return ".".join(str(p) for p in doc_path)
 
@@ -148,17 +142,17 @@ def _message(error: Mapping[str, Any], doc_path: Sequence[Any], *, is_env: bool)
     if kind == "string_too_short":
         return f"{field}: must not be empty", False
     if kind == "string_pattern_mismatch":
-        return f"{field}: {_describe(value)} must match {error['ctx']['pattern']}", False
+        return f"{field}: {describe(value)} must match {error['ctx']['pattern']}", False
     if kind == "bool_type":
-        return f"{field}: expected true or false, got {_describe(value)}", False
+        return f"{field}: expected true or false, got {describe(value)}", False
     if kind == "string_type":
-        return f"{field}: expected a string, got {_describe(value)}", False
+        return f"{field}: expected a string, got {describe(value)}", False
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"{field or 'document'}: expected a mapping, got {_type_name(value)}", False
+        return f"{field or 'document'}: expected a mapping, got {type_name(value)}", False
     if kind in ("date_type", "date_from_datetime_inexact", "date_parsing"):
-        return f"{field}: expected a date (YYYY-MM-DD), got {_describe(value)}", False
+        return f"{field}: expected a date (YYYY-MM-DD), got {describe(value)}", False
     if kind == "list_type":
-        return f"{field}: expected a list, got {_type_name(value)}", False
+        return f"{field}: expected a list, got {type_name(value)}", False
     text = str(error["msg"]).removeprefix("Value error, ")
     return (f"{field}: {text}" if field else text), False
 
@@ -175,32 +169,12 @@ def _fields_at(doc_path: Sequence[Any], *, is_env: bool) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, str):
-        return f"the string {_shown(value)}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, dt.datetime):
-        return f"a date and time ({value.isoformat(' ')})"
-    if isinstance(value, dt.date):
-        return f"the date {value.isoformat()}"
-    return _type_name(value)
-
-
-def _shown(key: Any) -> str:
-    """A key or value as quoted in a message, cut short when long."""
-    text = repr(key)
-    return text if len(text) <= 70 else text[:60] + "..." + text[-1]
-
-
 def _key_message(doc_path: Sequence[Any], key: Any) -> str:
     if doc_path and doc_path[0] == "orgs" and len(doc_path) == 1:
         if isinstance(key, str) and re.fullmatch(ORG_ID_PATTERN, key.lower()):
             return f"org id {key!r} must be written in lowercase"
-        return f"org id {_shown(key)} is not a UUID (lowercase, hyphenated: 6f1d2c1e-8a0b-4c55-...)"
-    message = f"flag key {_shown(key)} must match {FLAG_KEY_PATTERN}"
+        return f"org id {shown(key)} is not a UUID (lowercase, hyphenated: 6f1d2c1e-8a0b-4c55-...)"
+    message = f"flag key {shown(key)} must match {FLAG_KEY_PATTERN}"
     if isinstance(key, str) and len(key) > FLAG_KEY_MAX:
         message += f" (it is {len(key)} characters long, at most {FLAG_KEY_MAX} are allowed)"
     return message
@@ -209,7 +183,7 @@ def _key_message(doc_path: Sequence[Any], key: Any) -> str:
 def _validate(model: type[BaseModel], data: Any, problems: _FileProblems, *, is_env: bool) -> Any:
     if not isinstance(data, dict):
         expected = "a 'database' key" if is_env else "a 'flags' key"
-        got = "an empty file" if data is None else _type_name(data)
+        got = "an empty file" if data is None else type_name(data)
         problems.at(yamlfile.Position(1, 1), f"expected a mapping with {expected}, got {got}")
         return None
     try:

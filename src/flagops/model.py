@@ -23,7 +23,8 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-FLAG_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+FLAG_KEY_MAX = 63
+FLAG_KEY_PATTERN = rf"^[a-z][a-z0-9_]{{0,{FLAG_KEY_MAX - 1}}}$"
 ORG_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 ENV_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -36,7 +37,7 @@ _HUNDREDTH = Decimal("0.01")
 
 def _percentage(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError(f"expected a number from 0 to 100, got {_describe(value)}")
+        raise ValueError(f"expected a number from 0 to 100, got {describe(value)}")
     if isinstance(value, int) and not 0 <= value <= 100:  # before str(): it refuses huge integers
         shown = value if abs(value) < 10**30 else ("a huge number" if value > 0 else "a huge negative number")
         raise ValueError(f"must be between 0 and 100, got {shown}")
@@ -48,16 +49,34 @@ def _percentage(value: Any) -> Decimal:
     return number.quantize(_HUNDREDTH)
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, str):
-        return f"the string {value[:60]!r}"
+def type_name(value: Any) -> str:
+    """What kind of YAML value `value` is, for messages: `a mapping`, `nothing (null)`, ..."""
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number"}
+    names[float] = "a number"
     if value is None:
-        return "null"
+        return "nothing (null)"
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def shown(key: Any) -> str:
+    """A key or value as quoted in a message, cut short when long."""
+    text = repr(key)
+    return text if len(text) <= 70 else text[:60] + "..." + text[-1]
+
+
+def describe(value: Any) -> str:
+    """A value as a message shows it: `the string 'x'`, `the number 5`, `the date 2027-06-30`, ..."""
+    if isinstance(value, str):
+        return f"the string {shown(value)}"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return "a mapping" if isinstance(value, dict) else "a list"
-    return f"{type(value).__name__} {value!r}"[:80]
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, dt.datetime):
+        return f"a date and time ({value.isoformat(' ')})"
+    if isinstance(value, dt.date):
+        return f"the date {value.isoformat()}"
+    return type_name(value)
 
 
 def _calendar_date(value: dt.date) -> dt.date:
