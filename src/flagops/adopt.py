@@ -23,13 +23,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from flagops.load import Config
-from flagops.model import FLAG_KEY_PATTERN, ORG_ID_PATTERN
+from flagops.load import Config, Environment
+from flagops.model import ENVIRONMENT_FIELDS, FLAG_KEY_PATTERN, ORG_ID_PATTERN, is_flag_key
 from flagops.state import FlagRow, State, desired_state, plain
 from flagops.yamledit import REMOVE, Edit
 
 IMPORTED_FLAGS_FILE = "flags/imported.yaml"
-ENVIRONMENT_FIELDS = ("enabled", "rollout_percentage", "killed")
 GLOBAL_FIELDS = ("name", "description", "owner", "expires", "protected")
 
 
@@ -61,14 +60,6 @@ class Adoption:
         return by_file
 
 
-def _manageable_key(key: str) -> bool:
-    return re.fullmatch(FLAG_KEY_PATTERN, key) is not None
-
-
-def _shown(value: Any, name: str) -> Any:
-    return None if value is None else plain(name, value)
-
-
 def _new_definition(key: str, row: FlagRow, warnings: list[str]) -> dict[str, Any]:
     name = row.name
     if not name.strip():
@@ -96,13 +87,11 @@ def _global_value(value: Any) -> Any:
 
 
 def _flag_assignments(
-    config: Config, environment: str, actual: State, warnings: list[str]
+    config: Config, env: Environment, desired: State, actual: State, warnings: list[str]
 ) -> Iterable[Assignment]:
-    env = config.environment(environment)
-    desired = desired_state(config, environment)
     for key in sorted(actual.flags):
         row = actual.flags[key]
-        if not _manageable_key(key):
+        if not is_flag_key(key):
             warnings.append(
                 f"flag {key!r} in the database has a key flags cannot manage (must match"
                 f" {FLAG_KEY_PATTERN}); not imported"
@@ -115,7 +104,7 @@ def _flag_assignments(
                 IMPORTED_FLAGS_FILE,
                 key,
                 None,
-                {k: _shown(v, k) for k, v in values.items()},
+                {k: plain(k, v) for k, v in values.items()},
                 Edit(("flags", key), values),
             )
             continue
@@ -130,8 +119,8 @@ def _flag_assignments(
             yield Assignment(
                 path,
                 f"{key}.{name}",
-                _shown(old, name),
-                _shown(new, name),
+                plain(name, old),
+                plain(name, new),
                 Edit(("flags", key, name), _global_value(new)),
             )
         for name in ENVIRONMENT_FIELDS:
@@ -142,20 +131,17 @@ def _flag_assignments(
             yield Assignment(
                 env.path,
                 f"{key}.{name}",
-                _shown(old, name),
-                _shown(new, name),
+                plain(name, old),
+                plain(name, new),
                 Edit(("flags", key, name), value),
             )
 
 
 def _override_assignments(
-    config: Config, environment: str, actual: State, warnings: list[str]
+    env: Environment, desired: State, actual: State, warnings: list[str]
 ) -> Iterable[Assignment]:
-    env = config.environment(environment)
-    desired = desired_state(config, environment).overrides
-    keys = {k for k in actual.overrides if _manageable_key(k[0])} | {
-        k for k in desired if k[0] in actual.flags
-    }
+    keys = {k for k in actual.overrides if is_flag_key(k[0])}
+    keys |= {k for k in desired.overrides if k[0] in actual.flags}
     bad_orgs = sorted({org for _, org in keys if re.fullmatch(ORG_ID_PATTERN, org) is None})
     for org in bad_orgs:
         warnings.append(
@@ -164,7 +150,7 @@ def _override_assignments(
     for flag_key, org_id in sorted(keys, key=lambda k: (k[1], k[0])):
         if org_id in bad_orgs:
             continue
-        old = desired.get((flag_key, org_id))
+        old = desired.overrides.get((flag_key, org_id))
         new = actual.overrides.get((flag_key, org_id))
         if old == new:
             continue
@@ -185,9 +171,11 @@ def adopt(config: Config, environment: str, actual: State, last_applied: State |
     flags/ is shared by every environment, so it says what to do instead.
     """
     warnings: list[str] = []
+    env = config.environment(environment)
+    desired = desired_state(config, environment)
     assignments = [
-        *_flag_assignments(config, environment, actual, warnings),
-        *_override_assignments(config, environment, actual, warnings),
+        *_flag_assignments(config, env, desired, actual, warnings),
+        *_override_assignments(env, desired, actual, warnings),
     ]
     only_in_config = tuple(sorted(k for k in config.flags if k not in actual.flags))
     for key in only_in_config:

@@ -132,6 +132,10 @@ class EnvironmentValues(BaseModel):
     killed: StrictBool | None = None
 
 
+ENVIRONMENT_FIELDS: tuple[str, ...] = tuple(EnvironmentValues.model_fields)
+"""The fields of a flag an environment may set over its definition (and promote copies)."""
+
+
 def has_password(url: str) -> bool:
     """True when a database URL carries a password, in its userinfo or its query string."""
     # A libpq key/value string (`host=db password=...`) is not a URL but holds a password all the same.

@@ -16,10 +16,9 @@ from typing import Any
 
 from flagops.errors import UsageError
 from flagops.load import Config
+from flagops.model import ENVIRONMENT_FIELDS
 from flagops.state import desired_state, plain
 from flagops.yamledit import REMOVE, Edit
-
-PROMOTED_FIELDS = ("enabled", "rollout_percentage", "killed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +83,7 @@ def promotions(config: Config, source: str, target: str, flag_keys: Sequence[str
     found: list[Promotion] = []
     for key in flag_keys:
         values = stated.get(key)
-        for field in PROMOTED_FIELDS:
+        for field in ENVIRONMENT_FIELDS:
             before = getattr(have[key], field)
             after = getattr(want[key], field)
             if before == after:

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from flagops import yamlfile
 from flagops.errors import UsageError
+from flagops.model import EnvironmentFile, FlagDefinition
 
 
 class _Remove:
@@ -32,22 +33,7 @@ class _Remove:
 REMOVE: Final = _Remove()
 """The value of an `Edit` that removes its key."""
 
-KEY_ORDER: Final = (
-    "database",
-    "allow_delete",
-    "promote_from",
-    "flags",
-    "orgs",
-    "name",
-    "description",
-    "owner",
-    "enabled",
-    "rollout_percentage",
-    "killed",
-    "expires",
-    "protected",
-    "lint_ignore",
-)
+KEY_ORDER: Final = (*EnvironmentFile.model_fields, *FlagDefinition.model_fields)
 """Where a new key goes among its siblings: before the first one that comes later in this order.
 
 Keys not listed here (flag keys, org ids) are added after their last sibling.
