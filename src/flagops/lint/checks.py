@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -218,14 +218,17 @@ def _check_suppressions(config: Config, texts: Mapping[str, str]) -> None:
         raise ConfigError(problems)
 
 
-def _key_positions(config: Config, texts: Mapping[str, str]) -> dict[str, yamlfile.Position]:
+def _key_positions(
+    config: Config, texts: Mapping[str, str], keys: Iterable[str]
+) -> dict[str, yamlfile.Position]:
+    """Where each of `keys` is defined; each file is parsed once, and only when it is needed."""
     by_path: dict[str, list[str]] = {}
-    for key, path in config.flag_paths.items():
-        by_path.setdefault(path, []).append(key)
+    for key in keys:
+        by_path.setdefault(config.flag_paths[key], []).append(key)
     positions: dict[str, yamlfile.Position] = {}
-    for path, keys in by_path.items():
-        found = yamlfile.locate(texts.get(path, ""), [(("flags", key), True) for key in keys])
-        positions.update(zip(keys, found, strict=True))
+    for path, named in by_path.items():
+        found = yamlfile.locate(texts.get(path, ""), [(("flags", key), True) for key in named])
+        positions.update(zip(named, found, strict=True))
     return positions
 
 
@@ -255,21 +258,22 @@ def lint(
         and (c != "FL005" or code is not None)
         and (c != "FL006" or history is not None)
     ]
-    positions = _key_positions(config, texts)
-    findings: list[Finding] = []
-    suppressed: list[Suppressed] = []
+    hits: list[tuple[str, str, str]] = []  # (flag key, check, message)
     for key, flag in config.flags.items():
-        path = config.flag_paths[key]
-        pos = positions[key]
         for check in active:
             message = _RULES[check](key, flag, facts)
-            if message is None:
-                continue
-            reason = flag.lint_ignore.get(check)
-            if reason is not None:
-                suppressed.append(Suppressed(path, pos.line, pos.column, check, key, reason.strip()))
-            else:
-                findings.append(
-                    Finding(path, pos.line, pos.column, check, key, settings.severities[check], message)
-                )
+            if message is not None:
+                hits.append((key, check, message))
+    positions = _key_positions(config, texts, dict.fromkeys(key for key, _, _ in hits))
+    findings: list[Finding] = []
+    suppressed: list[Suppressed] = []
+    for key, check, message in hits:
+        path, pos = config.flag_paths[key], positions[key]
+        reason = config.flags[key].lint_ignore.get(check)
+        if reason is not None:
+            suppressed.append(Suppressed(path, pos.line, pos.column, check, key, reason.strip()))
+        else:
+            findings.append(
+                Finding(path, pos.line, pos.column, check, key, settings.severities[check], message)
+            )
     return Report(today, tuple(active), len(config.flags), tuple(sorted(findings)), tuple(sorted(suppressed)))
