@@ -238,7 +238,7 @@ def test_history_json_entries(db_url: str, make_repo: Any) -> None:
     [
         (
             ("--org", "acme"),
-            "--org 'acme' is not an org id (a UUID like 6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44)",
+            "--org: 'acme' is not an org id (a UUID such as 6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44)",
         ),
         (("--limit", "0"), "Invalid value for '--limit': 0 is not in the range x>=1."),
         (("--format", "yaml"), "Invalid value for '--format': 'yaml' is not one of 'text', 'json'."),

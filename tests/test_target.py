@@ -166,3 +166,16 @@ def test_a_target_may_name_a_flag_only_the_database_has(db_url: str, make_repo: 
     )
     assert done.exit_code == 0, done.output
     assert {c["flag_key"] for c in _plan(repo)["changes"]} == {"lead_scoring", "sms_campaigns"}
+
+
+def test_a_saved_targeted_plan_without_changes_says_which_flags_match(
+    db_url: str, make_repo: Any, tmp_path: Path
+) -> None:
+    repo = init_and_apply(make_repo(db_url))
+    saved = tmp_path / "plan.json"
+    assert repo.flags("plan", "--env", "test", "--target", "lead_scoring", "--out", str(saved)).exit_code == 0
+    applied = repo.flags("apply", "--env", "test", str(saved))
+    assert (applied.exit_code, applied.stdout) == (
+        0,
+        "No changes. The targeted flags of environment test (lead_scoring) match the configuration.\n",
+    )

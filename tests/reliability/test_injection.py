@@ -134,7 +134,7 @@ def test_hostile_org_ids_flag_keys_targets_and_environments_are_refused_before_s
     org = f"{ACME}' OR '1'='1"
     cases = {
         ("history", "--env", "test", "--org", org): (
-            f"--org {org.lower()!r} is not an org id (a UUID like 6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44)\n"
+            f"--org: {org!r} is not an org id (a UUID such as 6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44)\n"
         ),
         ("eval", "--env", "test", "--live", "--org", org): (
             f"--org: {org!r} is not an org id (a UUID such as 6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44)\n"

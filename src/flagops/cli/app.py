@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from flagops.errors import FlagopsError
+from flagops.errors import FlagopsError, UsageError
 
 if TYPE_CHECKING:
     from flagops.load import Config, Environment
@@ -149,6 +149,19 @@ def cli(ctx: click.Context, config_dir: Path, no_color: bool, actor: str | None)
     """Feature flags as code: validate, plan and apply flags/ and environments/ to databases."""
     color = not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
     ctx.obj = Context(config_dir, color, actor)
+
+
+EXAMPLE_ORG = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
+
+
+def parse_org_id(value: str) -> str:
+    """An --org value as a lowercase hyphenated UUID (any spelling Postgres accepts), else UsageError."""
+    from flagops.rollout import normalise_org_id
+
+    try:
+        return normalise_org_id(value.strip())
+    except ValueError:
+        raise UsageError(f"--org: {value!r} is not an org id (a UUID such as {EXAMPLE_ORG})") from None
 
 
 env_option = click.option("--env", "environment", required=True, help="Environment name.")

@@ -120,6 +120,7 @@ def apply(
     """Apply a saved plan, or plan and apply after confirmation, in one transaction."""
     from flagops.planfile import loads
     from flagops.reconcile import apply_plan, plan_and_apply, planned_environment
+    from flagops.render.common import summary_line
     from flagops.render.text import render_text
 
     ctx = context()
@@ -170,7 +171,7 @@ def apply(
         )
     if result.apply_id is None:
         if plan_file is not None:
-            out(f"No changes. Environment {environment} matches the configuration.")
+            out(summary_line(reviewed))
         return 0
     s = result.summary
     partial = f", only {', '.join(targets)}" if targets else ""

@@ -8,22 +8,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flagops.cli.app import cli, context, env_option, out
+from flagops.cli.app import cli, context, env_option, out, parse_org_id
 from flagops.errors import UsageError
 
 if TYPE_CHECKING:
     from flagops.rollout import Evaluation, FlagRule
-
-EXAMPLE_ORG = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
-
-
-def _org(value: str) -> str:
-    from flagops.rollout import normalise_org_id
-
-    try:
-        return normalise_org_id(value)
-    except ValueError:
-        raise UsageError(f"--org: {value!r} is not an org id (a UUID such as {EXAMPLE_ORG})") from None
 
 
 def _from_config(environment: str, org: str) -> tuple[dict[str, FlagRule], dict[str, bool]]:
@@ -102,7 +91,7 @@ def eval_(environment: str, org_id: str, flag_keys: Sequence[str], live: bool, f
     """Show what an org sees of each flag (or of the FLAGs named) and why."""
     from flagops.rollout import evaluate_rule
 
-    org = _org(org_id)
+    org = parse_org_id(org_id)
     if live:
         rules, overrides = _from_database(environment, org)
         source, where = "database", f"the database of environment {environment}"

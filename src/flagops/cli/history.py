@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 
 import click
 
-from flagops.cli.app import cli, context, env_option, out
-from flagops.errors import UsageError
+from flagops.cli.app import cli, context, env_option, out, parse_org_id
 
 
 @cli.command("history")
@@ -22,15 +20,10 @@ from flagops.errors import UsageError
 def history_command(environment: str, flag_key: str | None, org_id: str | None, limit: int, fmt: str) -> None:
     """Show the audit log of an environment, newest first: applies, out-of-band changes and kills."""
     from flagops.db.history import history
-    from flagops.model import ORG_ID_PATTERN
     from flagops.render.history import history_json, render_history
 
     if org_id is not None:
-        org_id = org_id.strip().lower()
-        if not re.fullmatch(ORG_ID_PATTERN, org_id):
-            raise UsageError(
-                f"--org {org_id!r} is not an org id (a UUID like 6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44)"
-            )
+        org_id = parse_org_id(org_id)
     ctx = context()
     config = ctx.load()
     database = ctx.connect(config, environment, "history")

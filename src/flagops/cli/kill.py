@@ -20,14 +20,14 @@ def kill_command(flag: str, environment: str, reason: str) -> None:
     the flag back on without --overwrite-drift; keep it off with `killed: true` in the environment
     file (or flags import).
     """
-    from flagops.db.kill import kill
+    from flagops.db.kill import ROW_LOCK_TIMEOUT, kill
     from flagops.render.history import timestamp
 
     if not reason.strip():
         raise UsageError("--reason must say why the flag is killed")
     ctx = context()
     config = ctx.load()
-    database = ctx.connect(config, environment, "kill", write=True, lock_timeout=5.0)
+    database = ctx.connect(config, environment, "kill", write=True, lock_timeout=ROW_LOCK_TIMEOUT)
     done = kill(database.engine, database.url, environment, flag, actor=ctx.actor, reason=reason.strip())
     if not done.done:
         known = ""
