@@ -71,10 +71,12 @@ def _values(row: FlagRow | bool | None) -> dict[str, Any] | None:
 
 
 def find_drift(desired: State, actual: State, last_applied: State | None) -> tuple[list[Drift], int]:
-    """Rows changed outside flags since the last apply: (those the plan would overwrite, adopted count).
+    """Rows whose actual value differs from `last_applied`, the baseline (the state the last apply
+    left, or for an environment never applied its state with the kills undone): (those the plan
+    would overwrite, adopted count).
 
-    Without a last apply there is no baseline, hence no drift. A drifted row whose actual value
-    already equals the desired one is adopted: it needs no change and is only counted.
+    No baseline (None), no drift. A drifted row whose actual value already equals the desired one
+    is adopted: it needs no change and is only counted.
     """
     if last_applied is None or last_applied == actual:
         return [], 0

@@ -145,8 +145,8 @@ def guard(
 ) -> tuple[Blocked, ...]:
     """The changes that the guards refuse, given the apply's options.
 
-    - a flag whose database row is protected is never deleted, nor one the last apply left
-      protected (setting `protected = false` by hand does not lift it: an apply must);
+    - a flag whose database row is protected is never deleted, nor one `last_applied` (the drift
+      baseline) holds as protected (setting `protected = false` by hand does not lift it: an apply must);
     - deletes need --allow-delete or `allow_delete: true` in the environment file;
     - a change to a row that drifted needs --overwrite-drift.
     """

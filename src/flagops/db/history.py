@@ -37,9 +37,9 @@ def read_history(
 ) -> list[dict[str, Any]]:
     """Up to `limit` audit entries as plain dicts (keys: ENTRY_FIELDS), newest first.
 
-    Every row of the database's log is the environment's (one database holds one environment; the
-    triggers stamp the database name, not the environment's, on out-of-band rows), so rows are
-    filtered only by flag and org.
+    The log belongs to the database, whichever environment file names it: rows are filtered only by
+    flag and org, not by their `environment` (out-of-band rows carry the session's
+    `flagops.environment` setting, else the database's name).
     """
     a = audit_log.c
     query = (
