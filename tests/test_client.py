@@ -259,6 +259,11 @@ def test_bad_arguments_are_refused_up_front() -> None:
         FlagClient("mysql://localhost/flags")
     with pytest.raises(ValueError, match="not a database URL"):
         FlagClient("not a url")
+    with pytest.raises(ValueError, match="not a database URL"):
+        FlagClient("postgresql://app:S3cret@127.0.0.1:5432x/flags")  # a malformed port
+    with pytest.raises(ValueError, match="unencoded @; percent-encode it as %40") as refused:
+        FlagClient("postgresql://app:p@ss@127.0.0.1/flags")
+    assert "ss@127" not in str(refused.value)
     with pytest.raises(ValueError, match="ttl and retry must be >= 0"):
         FlagClient("sqlite://", ttl=-1)
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple
 
-from flagops.db.engine import redact
-from flagops.db.runtime import fetch_org, reader_engine, reader_url
+from flagops.db.engine import parse_url, redact
+from flagops.db.runtime import fetch_org, reader_engine
 from flagops.errors import DatabaseError
 from flagops.rollout import Evaluation, FlagRule, evaluate_rule, normalise_org_id
 
@@ -87,7 +87,7 @@ class FlagClient:
     ) -> None:
         if ttl < 0 or retry < 0 or max_orgs < 1 or timeout <= 0:
             raise ValueError("ttl and retry must be >= 0, timeout > 0 and max_orgs >= 1")
-        parsed = reader_url(url)
+        parsed = parse_url(url)
         self._engine = reader_engine(parsed, timeout=timeout)
         self._where = redact(parsed)
         self._ttl = float(ttl)

@@ -34,24 +34,43 @@ def resolve_url(environment: Environment, config_dir: Path, environ: Mapping[str
     else:
         raw = database.url or ""
         source = f"database.url of {environment.path}"
-    _scheme, separator, rest = raw.partition("://")
-    if separator and rest.split("/", 1)[0].count("@") > 1:
-        # make_url would split at the first @ and take the rest of the password for the host.
-        raise UsageError(f"{source}: the password holds an unencoded @; percent-encode it as %40")
+    try:
+        url = parse_url(raw)
+    except ValueError as exc:
+        reason = str(exc)
+        raise UsageError(f"{source} is {reason}" if reason == NOT_A_URL else f"{source}: {reason}") from None
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if path and path != ":memory:" and not Path(path).is_absolute():
+            url = url.set(database=str(config_dir / path))
+    return url
+
+
+NOT_A_URL = "not a database URL"
+
+
+def parse_url(raw: str | URL) -> URL:
+    """The SQLAlchemy URL of a database URL (postgresql:// gets the psycopg driver).
+
+    Raises ValueError, saying why without repeating the URL, for text that is not a database URL
+    (a malformed port or host, an unencoded @ in the password) or names an unsupported database.
+    """
+    if isinstance(raw, str):
+        _scheme, separator, rest = raw.partition("://")
+        if separator and rest.split("/", 1)[0].count("@") > 1:
+            # make_url would split at the first @ and take the rest of the password for the host.
+            raise ValueError("the password holds an unencoded @; percent-encode it as %40")
     try:
         url = make_url(raw)
         url.port  # noqa: B018  (a malformed port raises here, not later)
     except (ArgumentError, ValueError):
-        raise UsageError(f"{source} is not a database URL") from None
+        raise ValueError(NOT_A_URL) from None
     backend = url.get_backend_name()
     if backend in ("postgresql", "postgres"):
         return url.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
-        path = url.database or ""
-        if path and path != ":memory:" and not Path(path).is_absolute():
-            url = url.set(database=str(config_dir / path))
         return url
-    raise UsageError(f"{source}: unsupported database {backend!r} (use postgresql or sqlite)")
+    raise ValueError(f"unsupported database {backend!r} (use postgresql or sqlite)")
 
 
 def _is_password(key: str) -> bool:

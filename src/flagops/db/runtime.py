@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from flagops.db.engine import translated
 from flagops.db.tables import feature_flags, org_feature_flags
@@ -19,23 +19,6 @@ class OrgFlags(NamedTuple):
 
     rules: dict[str, FlagRule]
     overrides: dict[str, bool]
-
-
-def reader_url(url: str | URL) -> URL:
-    """The SQLAlchemy URL of an application's database (postgresql:// gets the psycopg driver).
-
-    Raises ValueError for a URL that is not one, or names a database flagops does not support.
-    """
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ValueError("not a database URL") from None
-    backend = parsed.get_backend_name()
-    if backend in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+psycopg")
-    if backend == "sqlite":
-        return parsed
-    raise ValueError(f"unsupported database {backend!r} (use postgresql or sqlite)")
 
 
 def reader_engine(url: URL, *, timeout: float, application_name: str = "flagops client") -> sa.Engine:
