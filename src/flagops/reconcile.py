@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -331,6 +332,16 @@ def open_database(
         url, application_name=application_name, immediate=write, timeout=max(lock_timeout, 0.05)
     )
     return Database(env, engine, url)
+
+
+@contextmanager
+def reading(database: Database, what: str) -> Iterator[sa.Connection]:
+    """A transaction on the environment's database once its schema is known to be current; database
+    errors inside become one line saying `what` was being done."""
+    env = database.environment
+    with translated(database.url, what), database.engine.begin() as conn:
+        migrate.require_current(conn, env.name)
+        yield conn
 
 
 def init_schema(database: Database) -> tuple[str | None, str]:

@@ -29,17 +29,13 @@ def _from_config(environment: str, org: str) -> tuple[dict[str, FlagRule], dict[
 
 
 def _from_database(environment: str, org: str) -> tuple[dict[str, FlagRule], dict[str, bool]]:
-    from flagops.db import migrate, runtime
-    from flagops.db.engine import translated
+    from flagops.db import runtime
+    from flagops.reconcile import reading
 
     ctx = context()
     database = ctx.connect(ctx.load(), environment, "eval")
     try:
-        with (
-            translated(database.url, f"reading environment {environment}"),
-            database.engine.begin() as connection,
-        ):
-            migrate.require_current(connection, environment)
+        with reading(database, f"reading environment {environment}") as connection:
             rules, overrides = runtime.read_org(connection, org)
     finally:
         database.engine.dispose()

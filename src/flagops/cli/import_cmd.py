@@ -52,15 +52,14 @@ def import_(environment: str, dry_run: bool) -> None:
     """
     from flagops.adopt import adopt
     from flagops.cli.rewrite import edited_files, validated, write_files
-    from flagops.db import migrate, read
-    from flagops.db.engine import translated
+    from flagops.db import read
+    from flagops.reconcile import reading
     from flagops.state import state_hash
 
     ctx = context()
     config = ctx.load()
     database = ctx.connect(config, environment, "import")
-    with translated(database.url, f"reading environment {environment}"), database.engine.begin() as conn:
-        migrate.require_current(conn, environment)
+    with reading(database, f"reading environment {environment}") as conn:
         actual = read.read_state(conn)
         last = read.read_last_apply(conn, environment)
         applied = None if last is None else read.applied_state(conn, last, actual, state_hash(actual))

@@ -48,16 +48,12 @@ def _search_code(config: Config, config_dir: Path, roots: Sequence[Path]) -> Cod
 
 
 def _history(ctx: Context, config: Config, environment: str) -> RolloutHistory:
-    from flagops.db import migrate, staleness
-    from flagops.db.engine import translated
+    from flagops.db import staleness
     from flagops.lint import RolloutHistory
+    from flagops.reconcile import reading
 
     database = ctx.connect(config, environment, "lint")
-    with (
-        translated(database.url, f"reading the audit log of environment {environment}"),
-        database.engine.begin() as connection,
-    ):
-        migrate.require_current(connection, environment)
+    with reading(database, f"reading the audit log of environment {environment}") as connection:
         rollouts = staleness.read_rollouts(connection)
     return RolloutHistory(environment, rollouts)
 
