@@ -17,7 +17,7 @@ from typing import Any
 from flagops.errors import UsageError
 from flagops.load import Config
 from flagops.model import ENVIRONMENT_FIELDS
-from flagops.state import desired_state, plain
+from flagops.state import plain, rollout_values
 from flagops.yamledit import REMOVE, Edit
 
 
@@ -77,15 +77,14 @@ def select_flags(config: Config, patterns: Sequence[str]) -> list[str]:
 
 def promotions(config: Config, source: str, target: str, flag_keys: Sequence[str]) -> list[Promotion]:
     """The values to copy from `source` into `target` for the given flags, in flag then field order."""
-    have = desired_state(config, target).flags
-    want = desired_state(config, source).flags
+    have = config.environment(target).spec.flags
     stated = config.environment(source).spec.flags
     found: list[Promotion] = []
     for key in flag_keys:
         values = stated.get(key)
-        for field in ENVIRONMENT_FIELDS:
-            before = getattr(have[key], field)
-            after = getattr(want[key], field)
+        target_values = rollout_values(config.flags[key], have.get(key))
+        source_values = rollout_values(config.flags[key], values)
+        for field, before, after in zip(ENVIRONMENT_FIELDS, target_values, source_values, strict=True):
             if before == after:
                 continue
             explicit = None if values is None else getattr(values, field)

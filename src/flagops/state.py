@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from flagops.load import Config
+    from flagops.model import EnvironmentValues, FlagDefinition
 
 
 class FlagRow(NamedTuple):
@@ -44,17 +45,28 @@ class State:
 EMPTY = State({}, {})
 
 
+def rollout_values(
+    definition: FlagDefinition, values: EnvironmentValues | None
+) -> tuple[bool, Decimal, bool]:
+    """(enabled, rollout_percentage, killed) of a flag in an environment, in the order of
+    `model.ENVIRONMENT_FIELDS`: the definition's, with the values the environment sets (`values`,
+    None when it sets none) laid over them."""
+    enabled, rollout, killed = definition.enabled, definition.rollout_percentage, definition.killed
+    if values is None:
+        return enabled, rollout, killed
+    return (
+        enabled if values.enabled is None else values.enabled,
+        rollout if values.rollout_percentage is None else values.rollout_percentage,
+        killed if values.killed is None else values.killed,
+    )
+
+
 def desired_state(config: Config, environment: str) -> State:
     """The state `environment` should have: definitions with the environment's values laid over."""
     spec = config.environment(environment).spec
     flags: dict[str, FlagRow] = {}
     for key, d in config.flags.items():
-        values = spec.flags.get(key)
-        enabled, rollout, killed = d.enabled, d.rollout_percentage, d.killed
-        if values is not None:
-            enabled = enabled if values.enabled is None else values.enabled
-            rollout = rollout if values.rollout_percentage is None else values.rollout_percentage
-            killed = killed if values.killed is None else values.killed
+        enabled, rollout, killed = rollout_values(d, spec.flags.get(key))
         flags[key] = FlagRow(d.name, d.description, d.owner, enabled, rollout, killed, d.expires, d.protected)
     overrides = {
         (flag_key, org_id): enabled

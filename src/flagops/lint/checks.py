@@ -13,6 +13,7 @@ from flagops.lint.codes import CHECKS, Severity, known_codes
 from flagops.lint.config import LintSettings
 from flagops.load import Config
 from flagops.model import FlagDefinition
+from flagops.state import rollout_values
 
 HUNDRED = Decimal(100)
 
@@ -120,12 +121,7 @@ def _fully_on(key: str, flag: FlagDefinition, facts: _Facts) -> str | None:
             return None
         return f"flag {key} is on for every org: make its code path permanent and remove the flag"
     for name, env in config.environments.items():
-        values = env.spec.flags.get(key)
-        enabled, rollout, killed = flag.enabled, flag.rollout_percentage, flag.killed
-        if values is not None:
-            enabled = enabled if values.enabled is None else values.enabled
-            rollout = rollout if values.rollout_percentage is None else values.rollout_percentage
-            killed = killed if values.killed is None else values.killed
+        enabled, rollout, killed = rollout_values(flag, env.spec.flags.get(key))
         if killed or not (enabled or rollout == HUNDRED) or key in facts.switched_off(name):
             return None
     names = ", ".join(sorted(config.environments))
@@ -149,11 +145,7 @@ def _stale(key: str, flag: FlagDefinition, facts: _Facts) -> str | None:
     if history is None or rollout is None:
         return None
     env = facts.config.environments.get(history.environment)
-    values = env.spec.flags.get(key) if env is not None else None
-    enabled, percentage = flag.enabled, flag.rollout_percentage
-    if values is not None:
-        enabled = enabled if values.enabled is None else values.enabled
-        percentage = percentage if values.rollout_percentage is None else values.rollout_percentage
+    enabled, percentage, _ = rollout_values(flag, env.spec.flags.get(key) if env is not None else None)
     if (enabled, percentage) != (rollout.enabled, rollout.rollout_percentage):
         return None  # the configuration changes the rollout: the next apply makes it fresh
     since = rollout.changed.astimezone(dt.UTC).date() if rollout.changed.tzinfo else rollout.changed.date()
