@@ -18,17 +18,22 @@ def value(v: Any) -> str:
 
 
 def field_diffs(change: Change) -> list[tuple[str, Any, Any]]:
-    """(field, old, new) of a change: both for updates, only new for creates, only old for deletes.
+    """(field, old, new) of a change: see `value_diffs`."""
+    return value_diffs(change.action, change.before, change.after)
 
-    Creates and deletes leave out fields whose value is null.
-    """
-    before: Mapping[str, Any] = change.before or {}
-    after: Mapping[str, Any] = change.after or {}
-    if change.action == Action.UPDATE:
-        return [(k, before.get(k), after[k]) for k in after]
-    if change.action == Action.CREATE:
-        return [(k, None, v) for k, v in after.items() if v is not None]
-    return [(k, v, None) for k, v in before.items() if v is not None]
+
+def value_diffs(
+    action: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+) -> list[tuple[str, Any, Any]]:
+    """(field, old, new) of a change or an audit row: both for updates (the fields `after` holds),
+    only new for creates, only old for deletes. Creates and deletes leave out null values."""
+    old: Mapping[str, Any] = before or {}
+    new: Mapping[str, Any] = after or {}
+    if action == Action.UPDATE:
+        return [(k, old.get(k), new[k]) for k in new]
+    if action == Action.CREATE:
+        return [(k, None, v) for k, v in new.items() if v is not None]
+    return [(k, v, None) for k, v in old.items() if v is not None]
 
 
 def field_changes(change: Change) -> list[tuple[str, str]]:

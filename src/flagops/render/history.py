@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flagops.plan import address
-from flagops.render.common import value
+from flagops.render.common import value, value_diffs
 from flagops.state import FLAG_FIELDS
 
 COLUMNS = ("TIME", "SOURCE", "ACTOR", "ADDRESS", "ACTION", "CHANGE", "COMMIT", "REASON")
@@ -34,18 +34,12 @@ def short_commit(commit: str | None) -> str:
     return sha[:7] + ("-dirty" if dirty else "")
 
 
-def _fields(values: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
-    return sorted((values or {}).items(), key=lambda item: (_ORDER.get(item[0], len(_ORDER)), item[0]))
-
-
 def change_text(action: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> str:
     """What one audit row changed: `field: old -> new, ...`; the values set or removed otherwise."""
+    diffs = sorted(value_diffs(action, old, new), key=lambda d: (_ORDER.get(d[0], len(_ORDER)), d[0]))
     if action == "update":
-        before = old or {}
-        return ", ".join(f"{k}: {value(before.get(k))} -> {value(v)}" for k, v in _fields(new))
-    shown = ", ".join(
-        f"{k}: {value(v)}" for k, v in _fields(new if action == "create" else old) if v is not None
-    )
+        return ", ".join(f"{k}: {value(before)} -> {value(after)}" for k, before, after in diffs)
+    shown = ", ".join(f"{k}: {value(after if action == 'create' else before)}" for k, before, after in diffs)
     return shown if action == "create" else f"was {shown}" if shown else ""
 
 
