@@ -89,13 +89,18 @@ def counts(changes: Iterable[Change]) -> str:
     return ", ".join(f"{n} {words[a]}" for a, n in tally.items() if n)
 
 
-def drift_detail(actual: Mapping[str, Any] | None, last: Mapping[str, Any] | None) -> str:
-    """What changed outside flags, as `field: last -> actual` (or created / deleted)."""
+def drift_detail(
+    actual: Mapping[str, Any] | None,
+    last: Mapping[str, Any] | None,
+    field: Callable[[str, Any, Any], str] = lambda k, old, new: f"{k}: {value(old)} -> {value(new)}",
+) -> str:
+    """What changed outside flags, each changed field shown by `field` (`field: last -> actual`
+    by default), or that the row was created or deleted there."""
     if last is None:
         return "created outside flags"
     if actual is None:
         return "deleted outside flags"
-    return ", ".join(f"{k}: {value(old)} -> {value(new)}" for k, old, new in drift_diffs(actual, last))
+    return ", ".join(field(k, old, new) for k, old, new in drift_diffs(actual, last))
 
 
 def drift_diffs(actual: Mapping[str, Any], last: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 from flagops.plan import Action, Change, Drift, Plan
 from flagops.render.common import (
     counts,
-    drift_diffs,
+    drift_detail,
     field_diffs,
     flag_changes,
     listed_targets,
@@ -180,14 +180,9 @@ def _drift(plan: Plan, budget: _Budget, left_out: list[str]) -> list[str]:
 
 
 def _drift_row(d: Drift) -> str:
-    if d.last_applied is None:
-        what = "created outside flags"
-    elif d.actual is None:
-        what = "deleted outside flags"
-    else:
-        what = ", ".join(
-            f"{code(k)}: {shown(old)} → {shown(new)}" for k, old, new in drift_diffs(d.actual, d.last_applied)
-        )
+    what = drift_detail(
+        d.actual, d.last_applied, lambda k, old, new: f"{code(k)}: {shown(old)} → {shown(new)}"
+    )
     who = [
         f"by {text(_cut(d.changed_by, 100))}" if d.changed_by else "",
         f"at {text(_cut(d.changed_at, 40))}" if d.changed_at else "",
