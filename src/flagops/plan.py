@@ -90,13 +90,13 @@ class Blocked(NamedTuple):
 class EnvironmentSettings:
     """What apply needs of the environment file, kept in the plan so a saved plan applies as reviewed.
 
-    `url` is only ever a literal URL without a password (validation refuses any other);
-    database URLs with secrets stay in the variable named by `url_env`.
+    `database` is the file's `database` mapping, `{"url_env": NAME}` or `{"url": URL}`: a literal
+    URL never holds a password (validation refuses one); database URLs with secrets stay in the
+    variable `url_env` names.
     """
 
     environment_file: str
-    url_env: str | None
-    url: str | None
+    database: Mapping[str, str]
     allow_delete: bool
 
 

@@ -55,10 +55,9 @@ def to_dict(plan: Plan) -> dict[str, Any]:
 
 
 def _settings_dict(settings: EnvironmentSettings) -> dict[str, Any]:
-    database = {"url_env": settings.url_env} if settings.url_env is not None else {"url": settings.url}
     return {
         "environment_file": settings.environment_file,
-        "database": database,
+        "database": dict(settings.database),
         "allow_delete": settings.allow_delete,
     }
 
@@ -77,8 +76,7 @@ def _settings(value: Any) -> EnvironmentSettings | None:
         raise _Shape("settings.allow_delete: expected true or false")
     return EnvironmentSettings(
         environment_file=_text(_get(value, "environment_file", "settings"), "settings.environment_file"),
-        url_env=_text(database.get("url_env"), "settings.database.url_env", optional=True),
-        url=_text(database.get("url"), "settings.database.url", optional=True),
+        database={key: _text(text, f"settings.database.{key}") for key, text in database.items()},
         allow_delete=allow_delete,
     )
 

@@ -131,8 +131,7 @@ def _plan_in(
         adopted=adopted,
         settings=EnvironmentSettings(
             environment_file=env.path,
-            url_env=env.spec.database.url_env,
-            url=env.spec.database.url,
+            database=env.spec.database.model_dump(exclude_none=True),
             allow_delete=env.spec.allow_delete,
         ),
     )
@@ -308,9 +307,10 @@ def planned_environment(plan: Plan, source: str) -> Environment | None:
     settings = plan.settings
     if settings is None:
         return None
-    database = {"url_env": settings.url_env} if settings.url_env is not None else {"url": settings.url}
     try:
-        spec = EnvironmentFile.model_validate({"database": database, "allow_delete": settings.allow_delete})
+        spec = EnvironmentFile.model_validate(
+            {"database": dict(settings.database), "allow_delete": settings.allow_delete}
+        )
     except ValidationError as exc:
         reason = str(exc.errors(include_url=False)[0]["msg"]).removeprefix("Value error, ")
         raise UsageError(f"{source}: invalid database settings in the plan: {reason}") from None
