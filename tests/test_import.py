@@ -376,15 +376,14 @@ def test_adopt_reports_what_the_configuration_cannot_hold() -> None:
     )
 
 
-def test_edits_that_would_leave_an_invalid_configuration_are_refused(tmp_path: Path) -> None:
+def test_edits_that_would_leave_an_invalid_configuration_are_refused() -> None:
     from flagops.cli.rewrite import validated
     from flagops.errors import UsageError
 
-    (tmp_path / "flags").mkdir()
-    (tmp_path / "flags/main.yaml").write_text("flags:\n  a: {name: A}\n", encoding="utf-8")
+    sources = {"flags/main.yaml": b"flags:\n  a: {name: A}\n"}
     bad = {"environments/test.yaml": b"database:\n  url: sqlite:///x.db\norgs:\n  ABC: {a: true}\n"}
     try:
-        validated(tmp_path, bad)
+        validated(sources, bad)
     except UsageError as exc:
         assert str(exc) == (
             "nothing was written: the edited configuration would not validate: environments/test.yaml:4:3:"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -26,12 +26,15 @@ class Context:
     config_dir: Path
     color: bool
     actor_option: str | None
+    sources: Mapping[str, bytes] = field(default_factory=dict)
+    """The files `load` read: commands that edit them edit these bytes, not a later read."""
 
     def load(self) -> Config:
         from flagops.load import load_config
         from flagops.sources import read_sources
 
-        return load_config(read_sources(self.config_dir))
+        self.sources = read_sources(self.config_dir)
+        return load_config(self.sources)
 
     @property
     def actor(self) -> str:

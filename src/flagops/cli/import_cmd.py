@@ -71,8 +71,8 @@ def import_(environment: str, dry_run: bool) -> None:
         _report_only_in_config(adoption)
         return
     edits = adoption.edits()
-    files = edited_files(ctx.config_dir, edits, new_file_header=_header(environment))
-    edited = validated(ctx.config_dir, files)
+    files = edited_files(ctx.sources, edits, new_file_header=_header(environment))
+    edited = validated(ctx.sources, files)
     for path in edits:
         created = "" if (ctx.config_dir / path).exists() else " (new file)"
         out(f"{path}{created}:")

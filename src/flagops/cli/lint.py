@@ -122,15 +122,12 @@ def lint(
     to the reason it does not apply.
     """
     from flagops.lint import lint as run_lint
-    from flagops.load import load_config
     from flagops.render.lint import render_github, render_json, render_text
-    from flagops.sources import read_sources
 
     if stale_days is not None and environment is None:
         raise UsageError("--stale-days needs --env (the environment whose audit log to read)")
     ctx = context()
-    sources = read_sources(ctx.config_dir)
-    config = load_config(sources)
+    config = ctx.load()
     settings = _settings(ctx.config_dir)
     if stale_days is not None:
         settings = replace(settings, stale_days=stale_days)
@@ -138,7 +135,7 @@ def lint(
     history = _history(ctx, config, environment) if environment is not None else None
     report = run_lint(
         config,
-        _texts(sources, config),
+        _texts(ctx.sources, config),
         today=today.date() if today is not None else dt.date.today(),
         settings=settings,
         code=code,

@@ -40,8 +40,8 @@ def promote(source: str, target: str, patterns: Sequence[str], dry_run: bool) ->
     if not found:
         out(f"Nothing to promote: {target} already has the values of {source} for {len(keys)} flag(s).")
         return
-    files = edited_files(ctx.config_dir, {env.path: [p.edit for p in found]})
-    validated(ctx.config_dir, files)
+    files = edited_files(ctx.sources, {env.path: [p.edit for p in found]})
+    validated(ctx.sources, files)
     for p in found:
         out(f"~ {p.address}: {value(p.before)} -> {value(p.after)}")
     if dry_run:

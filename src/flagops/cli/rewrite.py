@@ -11,30 +11,26 @@ from pathlib import Path
 
 from flagops.errors import ConfigError, UsageError
 from flagops.load import ENVIRONMENTS_DIR, Config, load_config
-from flagops.sources import read_sources
 from flagops.yamledit import Edit, apply_edits, flow_style_default
 
 BOM = b"\xef\xbb\xbf"
 
 
 def edited_files(
-    config_dir: Path,
+    sources: Mapping[str, bytes],
     edits: Mapping[str, Sequence[Edit]],
     *,
     new_file_header: Callable[[str], str] | None = None,
 ) -> dict[str, bytes]:
-    """The new content of each file given its edits (relative path -> edits).
+    """The new content of each file given its edits (relative path -> edits), made to the bytes
+    the configuration was loaded from (`sources`).
 
     A file that does not exist yet starts as `new_file_header(path)`; without that function a
     missing file is an error.
     """
     result: dict[str, bytes] = {}
     for relative, changes in edits.items():
-        path = config_dir / relative
-        try:
-            raw = path.read_bytes() if path.exists() else None
-        except OSError as exc:
-            raise UsageError(f"{relative}: cannot read: {exc.strerror}") from None
+        raw = sources.get(relative)
         bom = raw is not None and raw.startswith(BOM)
         if raw is not None:
             try:
@@ -52,11 +48,10 @@ def edited_files(
     return result
 
 
-def validated(config_dir: Path, files: Mapping[str, bytes]) -> Config:
-    """The configuration as it will be once `files` are written; UsageError when it would be invalid."""
-    sources = {**read_sources(config_dir), **files}
+def validated(sources: Mapping[str, bytes], files: Mapping[str, bytes]) -> Config:
+    """The configuration `sources` make once `files` are written; UsageError when it would be invalid."""
     try:
-        return load_config(sources)
+        return load_config({**sources, **files})
     except ConfigError as exc:
         first = exc.problems[0]
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
