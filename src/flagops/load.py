@@ -119,6 +119,11 @@ def _decode(path: str, raw: bytes, problems: _FileProblems) -> str | None:
         return None
 
 
+def _environment_name(path: str) -> str:
+    """`production` for `environments/production.yaml`."""
+    return path.partition("/")[2].rsplit(".", 1)[0]
+
+
 def _dotted(doc_path: Sequence[Any]) -> str:
     return ".".join(str(p) for p in doc_path)
 
@@ -220,7 +225,7 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
     flag_paths: dict[str, str] = {}
     environments: dict[str, Environment] = {}
     flags_ok = True
-    named: set[str] = set()
+    named: set[str] = set()  # every key a flags file names, valid or not (a superset of `flags`)
     env_files: list[tuple[str, _FileProblems, EnvironmentFile]] = []
     kinds = {path: _kind_of(path) for path in sources}
 
@@ -268,7 +273,7 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
                 flags[key] = definition
                 flag_paths[key] = path
         else:
-            name = path.partition("/")[2].rsplit(".", 1)[0]
+            name = _environment_name(path)
             if re.fullmatch(ENV_NAME_PATTERN, name) is None:
                 problems.at(
                     yamlfile.Position(1, 1),
@@ -285,15 +290,15 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
 
     # Every environment file counts, valid or not: a broken staging.yaml is reported once, not
     # again as "no environment 'staging'" in every file that promotes from it.
-    names = {p.partition("/")[2].rsplit(".", 1)[0] for p, kind in kinds.items() if kind == "environment"}
+    names = {_environment_name(p) for p, kind in kinds.items() if kind == "environment"}
     for name, problems, env in env_files:
         if flags_ok:
             for key in env.flags:
-                if key not in flags and key not in named:
+                if key not in named:
                     problems.add(["flags", key], f"flag {key!r} is not defined in flags/", key=True)
             for org_id, overrides in env.orgs.items():
                 for key in overrides:
-                    if key not in flags and key not in named:
+                    if key not in named:
                         problems.add(
                             ["orgs", org_id, key],
                             f"org {org_id} overrides flag {key!r}, which is not defined in flags/",
