@@ -19,7 +19,7 @@ from flagops.diff import apply_changes, diff, find_drift
 from flagops.errors import BlockedError, StalePlanError, UsageError
 from flagops.load import Config, Environment
 from flagops.model import EnvironmentFile
-from flagops.plan import Drift, EnvironmentSettings, Plan, guard
+from flagops.plan import Blocked, Change, Drift, EnvironmentSettings, Plan, guard
 from flagops.plancheck import check_against, check_changes
 from flagops.state import (
     State,
@@ -104,18 +104,17 @@ def _plan_in(
         check_targets(targets, desired, actual)
     scope = list(targets) if targets else None
     last, baseline = _baseline(conn, env.name, actual, actual_hash)
-    last_state = restrict(baseline, scope) if baseline is not None else None
-    drift, adopted = find_drift(restrict(desired, scope), restrict(actual, scope), last_state)
-    drift = read.with_provenance(conn, drift)
     changes = diff(restrict(desired, scope), restrict(actual, scope))
-    blocked = guard(
+    drift, adopted, blocked = _judge(
+        conn,
+        env,
         changes,
-        drift,
+        desired,
         actual,
-        allow_delete=allow_delete or env.spec.allow_delete,
+        baseline,
+        scope,
+        allow_delete=allow_delete,
         overwrite_drift=overwrite_drift,
-        environment_file=env.path,
-        last_applied=baseline,
     )
     plan = Plan(
         environment=env.name,
@@ -167,19 +166,17 @@ def apply_plan(
         last, baseline = _baseline(conn, env.name, actual, actual_hash)
         # Drift is found again under the lock, not taken from the plan file.
         scope = list(plan.targets) if plan.targets else None
-        drift: list[Drift] = []
-        if baseline is not None and not overwrite_drift:
-            after = restrict(apply_changes(actual, plan.changes), scope)
-            drift, _ = find_drift(after, restrict(actual, scope), restrict(baseline, scope))
-            drift = read.with_provenance(conn, drift)
-        blocked = guard(
+        after = apply_changes(actual, plan.changes)
+        _, _, blocked = _judge(
+            conn,
+            env,
             plan.changes,
-            drift,
+            after,
             actual,
-            allow_delete=allow_delete or env.spec.allow_delete,
+            baseline,
+            scope,
+            allow_delete=allow_delete,
             overwrite_drift=overwrite_drift,
-            environment_file=env.path,
-            last_applied=baseline,
         )
         if blocked:
             raise BlockedError([str(b) for b in blocked])
@@ -244,6 +241,35 @@ def _reread(conn: sa.Connection, env: Environment, plan: Plan) -> tuple[State, s
             f" ({plan.created_at}); nothing was written. Run flags plan again."
         )
     return actual, actual_hash
+
+
+def _judge(
+    conn: sa.Connection,
+    env: Environment,
+    changes: Sequence[Change],
+    target: State,
+    actual: State,
+    baseline: State | None,
+    scope: Sequence[str] | None,
+    *,
+    allow_delete: bool,
+    overwrite_drift: bool,
+) -> tuple[list[Drift], int, tuple[Blocked, ...]]:
+    """The drift `changes` (which turn `actual` into `target` within `scope`) would overwrite, with
+    who made it; the count of drift adopted; and the changes the guards refuse with these options."""
+    last_state = restrict(baseline, scope) if baseline is not None else None
+    drift, adopted = find_drift(restrict(target, scope), restrict(actual, scope), last_state)
+    drift = read.with_provenance(conn, drift)
+    blocked = guard(
+        changes,
+        drift,
+        actual,
+        allow_delete=allow_delete or env.spec.allow_delete,
+        overwrite_drift=overwrite_drift,
+        environment_file=env.path,
+        last_applied=baseline,
+    )
+    return drift, adopted, blocked
 
 
 def _baseline(
