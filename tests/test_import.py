@@ -205,7 +205,7 @@ def test_import_needs_an_initialised_schema(sqlite_url: str, make_repo: Any) -> 
     result = repo.flags("import", "--env", "test")
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr == (
-        "the database of environment test has no flagops schema (this flagops needs 0003);"
+        "the database of environment test has no flagops schema (this flagops needs 0004);"
         " run: flags init --env test\n"
     )
 

@@ -264,3 +264,34 @@ def test_init_completes_tables_left_by_the_product_flagops_replaces(pg_url: str,
         "  x override.6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44.lead_scoring: would be deleted;"
         " pass --allow-delete or set allow_delete: true in environments/test.yaml\n"
     ) in plan.stdout
+
+
+def _snapshot_storage(url: str) -> str:
+    with connected(url) as conn:
+        return str(
+            conn.exec_driver_sql(
+                "SELECT attstorage FROM pg_attribute"
+                " WHERE attrelid = 'feature_flag_applies'::regclass AND attname = 'snapshot'"
+            ).scalar_one()
+        )
+
+
+def test_snapshots_are_stored_without_a_second_compression(pg_url: str, make_repo: Any) -> None:
+    """Snapshots are zlib data already: Postgres keeps them out of line as they are (migration 0004)."""
+    repo = make_repo(pg_url)
+    assert repo.flags("init", "--env", "test").exit_code == 0
+    assert _snapshot_storage(pg_url) == "e"  # EXTERNAL
+    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    with connected(pg_url) as conn:
+        config = Config()
+        config.set_main_option("script_location", "flagops.db:migrations")
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    assert _snapshot_storage(pg_url) == "x"  # EXTENDED, Postgres' default for bytea
+    upgraded = repo.flags("init", "--env", "test")
+    assert (upgraded.exit_code, upgraded.stdout) == (
+        0,
+        f"Upgraded the schema of environment test from 0003 to {HEAD}.\n",
+    )
+    assert _snapshot_storage(pg_url) == "e"
+    assert repo.flags("plan", "--env", "test", "--detailed-exitcode").exit_code == 0

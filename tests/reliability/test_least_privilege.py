@@ -75,7 +75,7 @@ APPLY_GRANTS = [
 APPLY_PRIVILEGES = [
     ("TEMPORARY ON DATABASE {database}", "permission denied to create temporary tables in database"),
     # Without USAGE the tables are out of sight: the message blames the schema (see the report).
-    ("USAGE ON SCHEMA public", "has no flagops schema (this flagops needs 0003); run: flags init --env test"),
+    ("USAGE ON SCHEMA public", "has no flagops schema (this flagops needs 0004); run: flags init --env test"),
     *[
         (f"{privilege} ON {table}", f"permission denied for table {table}")
         for table in ("feature_flags", "org_feature_flags")
@@ -159,7 +159,7 @@ def test_a_plan_only_role_plans_like_the_owner_and_cannot_write(
     # init has nothing to do on a current schema, and reads the version only.
     assert (
         repo.flags("init", "--env", "test").stdout
-        == "Schema of environment test is up to date (version 0003).\n"
+        == "Schema of environment test is up to date (version 0004).\n"
     )
     assert dump(pg_url) == before
 
