@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,10 @@ from flagops.plan import Blocked, Change, Drift, EnvironmentSettings, Plan, guar
 from flagops.plancheck import check_against, check_changes
 from flagops.state import (
     State,
+    canonical,
+    compress,
     desired_state,
-    encode_snapshot,
-    fingerprint,
+    digest,
     merge,
     restrict,
     state_hash,
@@ -312,11 +314,13 @@ def _write(
         started_at=started,
     )
     write.mark_apply(conn, record.apply_id)
-    write.write_changes(conn, plan.changes, after, record)
-    if snapshot is after:
-        hash_after, blob = fingerprint(after)
-    else:
-        hash_after, blob = state_hash(after), encode_snapshot(snapshot)
+    after_bytes = canonical(after)
+    snapshot_bytes = after_bytes if snapshot is after else canonical(snapshot)
+    # Hashing and compressing (C code that lets other threads run) overlap the server's writes.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sealed = pool.submit(_seal, after_bytes, snapshot_bytes)
+        write.write_changes(conn, plan.changes, after, record)
+        hash_after, blob = sealed.result()
     write.record_apply(
         conn,
         record,
@@ -326,6 +330,11 @@ def _write(
         snapshot=blob,
     )
     return ApplyResult(record.apply_id, plan.summary)
+
+
+def _seal(after: bytes, snapshot: bytes) -> tuple[str, bytes]:
+    """The hash of the state an apply leaves and its snapshot, from their canonical bytes."""
+    return digest(after), compress(snapshot)
 
 
 def planned_environment(plan: Plan, source: str) -> Environment | None:
