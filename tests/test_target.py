@@ -8,7 +8,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from flagops.db import read
 from flagops.db.tables import applies, audit_log
+from flagops.state import decode_snapshot, restrict, state_hash
 from support import DEFAULT_FLAGS, connected, init_and_apply, sql
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
@@ -131,6 +133,31 @@ def test_drift_outside_the_targets_is_left_for_a_later_plan(db_url: str, make_re
     assert [d["address"] for d in later["drift"]] == ["flag.sms_campaigns"]
     assert [b["address"] for b in later["blocked"]] == ["flag.sms_campaigns"]
     assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 5
+
+
+def test_a_targeted_apply_records_the_whole_state_it_leaves_and_keeps_the_baseline_outside(
+    db_url: str, make_repo: Any
+) -> None:
+    """Its hash is that of everything the database then holds (drift outside the targets included);
+    its snapshot holds the targets as applied and every other row as the previous apply left it."""
+    repo = _changed(make_repo, db_url)
+    with connected(db_url) as conn:
+        before = read.read_state(conn)
+    sql(db_url, "UPDATE feature_flags SET killed = true WHERE flag_key = 'sms_campaigns'")
+    result = repo.flags("apply", "--env", "test", "--auto-approve", "--target", "lead_scoring")
+    assert result.exit_code == 0, result.output
+    with connected(db_url) as conn:
+        actual = read.read_state(conn)
+        hash_after, blob = conn.execute(
+            sa.select(applies.c.state_hash_after, applies.c.snapshot).order_by(applies.c.id.desc()).limit(1)
+        ).one()
+    assert actual.flags["sms_campaigns"].killed and not before.flags["sms_campaigns"].killed
+    assert hash_after == state_hash(actual)
+    snapshot = decode_snapshot(blob)
+    assert snapshot != actual
+    assert restrict(snapshot, ["lead_scoring"]) == restrict(actual, ["lead_scoring"])
+    others = [k for k in before.flags if k != "lead_scoring"]
+    assert restrict(snapshot, others) == restrict(before, others)
 
 
 def test_drift_inside_the_targets_still_blocks(db_url: str, make_repo: Any) -> None:
