@@ -23,9 +23,14 @@ depends_on = None
 
 
 def _set_storage(storage: str) -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
         return
-    op.execute(sa.text(f"ALTER TABLE feature_flag_applies ALTER COLUMN snapshot SET STORAGE {storage}"))
+    name = bind.execute(sa.text("SELECT current_schema()")).scalar_one()
+    schema = bind.dialect.identifier_preparer.quote(str(name))
+    op.execute(
+        sa.text(f"ALTER TABLE {schema}.feature_flag_applies ALTER COLUMN snapshot SET STORAGE {storage}")
+    )
 
 
 def upgrade() -> None:
