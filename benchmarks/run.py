@@ -1,7 +1,7 @@
 """Run the benchmark: each step as a whole `flags` process beside its floor, as ratios, in one run.
 
 Usage: python benchmarks/run.py [--small] [--backend postgres|sqlite|both] [--repeat N] [--json FILE]
-Every step runs N times (default 3) by flags, the floor and the bare floor in turn, a step that
+Every step runs N times (default 5) by flags, the floor and the bare floor in turn, a step that
 writes each time on a fresh copy of the same database; the best time of each counts. On Postgres
 a copy is CHECKPOINTed before it is used, and the database the plan and the apply start from is
 VACUUM ANALYZEd once after the first apply, as autovacuum would leave it.
@@ -317,7 +317,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a tiny dataset (for the test suite)")
     parser.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="runs of each step (writes on fresh copies); the best counts"
+        "--repeat", type=int, default=5, help="runs of each step (writes on fresh copies); the best counts"
     )
     parser.add_argument("--json", type=Path, default=HERE / "out" / "results.json")
     args = parser.parse_args()

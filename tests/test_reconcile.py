@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flagops.db.tables import audit_log, feature_flags, org_feature_flags
+from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
 from flagops.diff import apply_changes, diff
 from flagops.errors import StalePlanError
 from flagops.load import load_config
@@ -723,3 +723,134 @@ def test_an_apply_reads_the_state_it_writes_over_with_the_flag_rows_locked(
     assert edits == ["waited"]
     [lead] = [r for r in rows(pg_url, feature_flags) if r["flag_key"] == "lead_scoring"]
     assert (lead["owner"], lead["rollout_percentage"]) == ("growth", 60)
+
+
+# -- a saved plan written while its state is checked (Postgres) -----------------------------------
+
+
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Which way each saved-plan apply went: 'while checking' (written while its state was checked),
+    'in turn' (the overlapped attempt handed back to the sequential path) or 'refused'."""
+    import flagops.reconcile as reconcile
+
+    ways: list[str] = []
+    overlapped = reconcile._apply_while_checking
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = overlapped(*args, **kwargs)
+        except Exception:
+            ways.append("refused")
+            raise
+        ways.append("in turn" if result is None else "while checking")
+        return result
+
+    monkeypatch.setattr(reconcile, "_apply_while_checking", spy)
+    return ways
+
+
+def _saved_override_change(pg_url: str, make_repo: Any, tmp_path: Path) -> tuple[Repo, Path]:
+    """An applied environment and a saved plan changing one override and adding another."""
+    repo = make_repo(pg_url)
+    _base(repo)
+    repo.configure(
+        DEFAULT_FLAGS, BASE_ENV.replace("lead_scoring: false", "lead_scoring: true\n    sms_campaigns: true")
+    )
+    saved = tmp_path / "plan.json"
+    plan = ok(repo, "plan", "--env", "test", "--out", str(saved))
+    assert "Plan: 1 to add, 1 to change, 0 to destroy." in plan
+    return repo, saved
+
+
+def test_a_saved_plan_on_an_unchanged_database_is_written_while_checked(
+    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str]
+) -> None:
+    repo, saved = _saved_override_change(pg_url, make_repo, tmp_path)
+    result = repo.flags("apply", "--env", "test", str(saved))
+    assert result.exit_code == 0, result.output
+    assert taken == ["while checking"]
+    assert _overrides(pg_url)[("lead_scoring", ORG_B)] is True
+    assert _overrides(pg_url)[("sms_campaigns", ORG_B)] is True
+    [apply_row] = [
+        r for r in rows(pg_url, applies) if r["plan_id"] == json.loads(saved.read_text())["plan_id"]
+    ]
+    assert len([r for r in rows(pg_url, audit_log) if r["apply_id"] == apply_row["apply_id"]]) == 2
+    _no_changes(repo)
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (
+            lambda c: c.update(before={"enabled": True}),
+            f"override.{ORG_B}.lead_scoring: its 'before' values are not the database's",
+        ),
+        (
+            # a create of a row that exists: the server's write fails too, the check speaks
+            lambda c: c.update(
+                flag_key="lead_scoring", org_id=ORG_A, address=f"override.{ORG_A}.lead_scoring"
+            ),
+            f"override.{ORG_A}.lead_scoring: creates a row that exists",
+        ),
+    ],
+    ids=["wrong-before", "create-existing"],
+)
+def test_a_saved_plan_refused_while_written_leaves_nothing(
+    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str], edit: Any, reason: str
+) -> None:
+    repo, saved = _saved_override_change(pg_url, make_repo, tmp_path)
+    data = json.loads(saved.read_text())
+    action = "update" if "before" in reason else "create"
+    edit(next(c for c in data["changes"] if c["action"] == action))
+    saved.write_text(json.dumps(data))
+    before = everything(pg_url)
+    result = repo.flags("apply", "--env", "test", str(saved))
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"the plan does not match the database it was made against ({reason});"
+        " nothing was written. Run flags plan again.\n"
+    )
+    assert taken == ["refused"]
+    assert everything(pg_url) == before
+
+
+def test_a_saved_plan_whose_writes_fail_on_a_changed_database_is_stale(
+    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str]
+) -> None:
+    """The override the plan updates is gone: the server's update finds no row, yet the plan is
+    reported stale (exit 3), the way the state read under the lock shows it."""
+    repo, saved = _saved_override_change(pg_url, make_repo, tmp_path)
+    sql(pg_url, f"DELETE FROM org_feature_flags WHERE org_id = '{ORG_B}'")
+    before = everything(pg_url)
+    result = repo.flags("apply", "--env", "test", str(saved))
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "", stale_message(saved))
+    assert taken == ["refused"]
+    assert everything(pg_url) == before
+
+
+def test_a_saved_plan_over_adopted_drift_is_written_once_in_turn(
+    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str]
+) -> None:
+    """The database differs from what the last apply left (a hand edit the YAML agrees with): the
+    writing done while checking is rolled back and done again after the drift is judged, once."""
+    repo, _ = _saved_override_change(pg_url, make_repo, tmp_path)
+    sql(
+        pg_url,
+        f"UPDATE org_feature_flags SET enabled = true WHERE org_id = '{ORG_B}' AND flag_key = 'lead_scoring'",
+    )
+    fresh = tmp_path / "fresh.json"
+    plan = ok(repo, "plan", "--env", "test", "--out", str(fresh))
+    assert "Plan: 1 to add, 0 to change, 0 to destroy." in plan
+    result = repo.flags("apply", "--env", "test", str(fresh))
+    assert result.exit_code == 0, result.output
+    assert taken == ["in turn"]
+    [apply_row] = [
+        r for r in rows(pg_url, applies) if r["plan_id"] == json.loads(fresh.read_text())["plan_id"]
+    ]
+    written = [r for r in rows(pg_url, audit_log) if r["apply_id"] == apply_row["apply_id"]]
+    assert [(r["flag_key"], str(r["org_id"]), r["action"]) for r in written] == [
+        ("sms_campaigns", ORG_B, "create")
+    ]
+    assert _overrides(pg_url)[("sms_campaigns", ORG_B)] is True
+    _no_changes(repo)

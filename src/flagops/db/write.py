@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
 from flagops.errors import DatabaseError
 from flagops.plan import Action, Change, Subject
-from flagops.state import FlagRow, State
+from flagops.state import FlagRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +35,10 @@ def mark_apply(connection: sa.Connection, apply_id: str) -> None:
         connection.execute(sa.select(sa.func.set_config("flagops.apply_id", apply_id, True)))
 
 
-def _flag_rows(changes: Iterable[Change], after: State) -> list[tuple[str, str, FlagRow]]:
+def _flag_rows(changes: Iterable[Change], flags: Mapping[str, FlagRow]) -> list[tuple[str, str, FlagRow]]:
     """(action, key, row as it will be) of the flags created or updated."""
     return [
-        (c.action.value, c.flag_key, after.flags[c.flag_key])
+        (c.action.value, c.flag_key, flags[c.flag_key])
         for c in changes
         if c.subject == Subject.FLAG and c.action != Action.DELETE
     ]
@@ -81,13 +81,14 @@ def _check(result: sa.CursorResult[Any], expected: int, what: str) -> None:
 
 
 def write_changes(
-    connection: sa.Connection, changes: Sequence[Change], after: State, record: ApplyRecord
+    connection: sa.Connection, changes: Sequence[Change], flags: Mapping[str, FlagRow], record: ApplyRecord
 ) -> None:
-    """Write every change and its audit row in the caller's transaction; `after` is the state they leave."""
+    """Write every change and its audit row in the caller's transaction; `flags` are the flags as the
+    changes leave them."""
     if connection.dialect.name == "postgresql":
-        _write_postgres(connection, changes, after, record)
+        _write_postgres(connection, changes, flags, record)
     else:
-        _write_portable(connection, changes, after, record)
+        _write_portable(connection, changes, flags, record)
 
 
 _BOOL_TEXT = {True: "t", False: "f", None: "\\N"}
@@ -108,9 +109,9 @@ def _override_copy_payload(overrides: Sequence[Change]) -> str:
 
 
 def _write_postgres(
-    connection: sa.Connection, changes: Sequence[Change], after: State, record: ApplyRecord
+    connection: sa.Connection, changes: Sequence[Change], flags: Mapping[str, FlagRow], record: ApplyRecord
 ) -> None:
-    flag_rows = _flag_rows(changes, after)
+    flag_rows = _flag_rows(changes, flags)
     flag_changes = [c for c in changes if c.subject == Subject.FLAG]
     overrides = [c for c in changes if c.subject == Subject.OVERRIDE]
     flag_deletes = [c.flag_key for c in flag_changes if c.action == Action.DELETE]
@@ -216,7 +217,7 @@ def _write_postgres(
 
 
 def _write_portable(
-    connection: sa.Connection, changes: Sequence[Change], after: State, record: ApplyRecord
+    connection: sa.Connection, changes: Sequence[Change], flags: Mapping[str, FlagRow], record: ApplyRecord
 ) -> None:
     ov = org_feature_flags.c
     ff = feature_flags.c
@@ -236,7 +237,7 @@ def _write_portable(
         (org_feature_flags.delete().where(match), params(Subject.OVERRIDE, Action.DELETE)),
         (feature_flags.delete().where(ff.flag_key == sa.bindparam("k")), params(Subject.FLAG, Action.DELETE)),
     ]
-    flag_rows = _flag_rows(changes, after)
+    flag_rows = _flag_rows(changes, flags)
     for action in ("update", "create"):
         rows = [
             dict(zip(_FLAG_COLUMNS, (key, *row), strict=True)) for a, key, row in flag_rows if a == action
