@@ -730,8 +730,9 @@ def test_an_apply_reads_the_state_it_writes_over_with_the_flag_rows_locked(
 
 @pytest.fixture
 def taken(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Which way each saved-plan apply went: 'while checking' (written while its state was checked),
-    'in turn' (the overlapped attempt handed back to the sequential path) or 'refused'."""
+    """How each saved-plan apply that was tried while checking went: 'while checking' (written while
+    its state was checked), 'in turn' (handed back, unwritten, to the sequential path) or 'refused'.
+    Empty when none was tried (the sequential path only)."""
     import flagops.reconcile as reconcile
 
     ways: list[str] = []
@@ -829,11 +830,11 @@ def test_a_saved_plan_whose_writes_fail_on_a_changed_database_is_stale(
     assert everything(pg_url) == before
 
 
-def test_a_saved_plan_over_adopted_drift_is_written_once_in_turn(
+def test_a_saved_plan_over_adopted_drift_is_judged_before_it_is_written(
     pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str]
 ) -> None:
     """The database differs from what the last apply left (a hand edit the YAML agrees with): the
-    writing done while checking is rolled back and done again after the drift is judged, once."""
+    plan is not written while checked, but after the drift is judged, once."""
     repo, _ = _saved_override_change(pg_url, make_repo, tmp_path)
     sql(
         pg_url,
@@ -842,15 +843,67 @@ def test_a_saved_plan_over_adopted_drift_is_written_once_in_turn(
     fresh = tmp_path / "fresh.json"
     plan = ok(repo, "plan", "--env", "test", "--out", str(fresh))
     assert "Plan: 1 to add, 0 to change, 0 to destroy." in plan
+    logged = len(rows(pg_url, audit_log))
     result = repo.flags("apply", "--env", "test", str(fresh))
     assert result.exit_code == 0, result.output
-    assert taken == ["in turn"]
-    [apply_row] = [
-        r for r in rows(pg_url, applies) if r["plan_id"] == json.loads(fresh.read_text())["plan_id"]
-    ]
-    written = [r for r in rows(pg_url, audit_log) if r["apply_id"] == apply_row["apply_id"]]
-    assert [(r["flag_key"], str(r["org_id"]), r["action"]) for r in written] == [
-        ("sms_campaigns", ORG_B, "create")
+    assert taken == []
+    written = rows(pg_url, audit_log)[logged:]
+    assert [(r["flag_key"], str(r["org_id"]), r["action"], r["source"]) for r in written] == [
+        ("sms_campaigns", ORG_B, "create", "apply")
     ]
     assert _overrides(pg_url)[("sms_campaigns", ORG_B)] is True
     _no_changes(repo)
+
+
+def test_a_saved_plan_after_a_targeted_apply_still_sees_the_drift_it_left(
+    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str]
+) -> None:
+    """A --target apply records the hash of everything it leaves, drift outside its targets included:
+    that state is not its own drift baseline, so a saved plan made over it is judged, and blocked."""
+    repo, _ = _saved_override_change(pg_url, make_repo, tmp_path)
+    sql(pg_url, "UPDATE feature_flags SET killed = true WHERE flag_key = 'sms_campaigns'")
+    ok(repo, "apply", "--env", "test", "--auto-approve", "--target", "lead_scoring")
+    saved = tmp_path / "after-target.json"
+    planned = repo.flags("plan", "--env", "test", "--out", str(saved))
+    assert planned.exit_code == 5, planned.output
+    before = everything(pg_url)
+    result = repo.flags("apply", "--env", "test", str(saved))
+    assert (result.exit_code, result.stdout) == (5, "")
+    assert "flag.sms_campaigns" in result.stderr and "--overwrite-drift" in result.stderr
+    assert taken == []
+    assert everything(pg_url) == before
+
+
+def test_a_refused_plan_does_not_wait_for_the_writing_it_overlapped(
+    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str]
+) -> None:
+    """Another session holds the audit log, so the server's writing waits; the plan turns out stale
+    meanwhile: the writing statement is cancelled and the apply exits 3 at once, not when the other
+    session lets go."""
+    import threading
+
+    import psycopg
+
+    repo, saved = _saved_override_change(pg_url, make_repo, tmp_path)
+    sql(pg_url, "UPDATE feature_flags SET description = 'by hand' WHERE flag_key = 'sms_campaigns'")
+    locked, release, gave_up = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_the_audit_log() -> None:
+        with psycopg.connect(pg_url) as other:
+            other.execute("LOCK TABLE feature_flag_audit_log IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            if not release.wait(20):  # an apply waiting on the lock finishes only after this
+                gave_up.set()
+
+    holder = threading.Thread(target=hold_the_audit_log)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        result = repo.flags("apply", "--env", "test", str(saved))
+        waited_for_the_lock = gave_up.is_set()
+    finally:
+        release.set()
+        holder.join()
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "", stale_message(saved))
+    assert not waited_for_the_lock
+    assert taken == ["refused"]

@@ -6,7 +6,7 @@ import datetime as dt
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import URL
 
 from flagops.db import kill, lock, migrate, read, write
-from flagops.db.engine import open_engine, resolve_url, translated
+from flagops.db.engine import canceller, open_engine, resolve_url, translated
 from flagops.diff import apply_changes, diff, find_drift
 from flagops.errors import BlockedError, StalePlanError, UsageError
 from flagops.load import Config, Environment
@@ -168,15 +168,20 @@ def apply_plan(
         kill.hold_flag_rows(conn)
         actual = read.read_state(conn)
         last = read.read_last_apply(conn, env.name)
-        if conn.dialect.name == "postgresql" and plan.changes:
-            done = _apply_while_checking(conn, env, plan, actual, last, options, actor=actor, started=started)
+        if (
+            conn.dialect.name == "postgresql"
+            and plan.changes
+            and last is not None
+            and last.holds(plan.state_hash)
+        ):
+            done = _apply_while_checking(conn, env, plan, actual, options, actor=actor, started=started)
             if done is not None:
                 return done
         actual_hash = _unless_stale(env, plan, actual)
         check_against(plan.changes, actual)
         baseline = _baseline(conn, last, actual, actual_hash)
         # Drift is found again under the lock, not taken from the plan file.
-        scope = list(plan.targets) if plan.targets else None
+        scope = _scope(plan)
         after = apply_changes(actual, plan.changes)
         _, _, blocked = _judge(conn, env, plan.changes, after, actual, baseline, scope, options)
         if blocked:
@@ -190,19 +195,19 @@ def _apply_while_checking(
     env: Environment,
     plan: Plan,
     actual: State,
-    last: read.LastApply | None,
     options: _Options,
     *,
     actor: str,
     started: dt.datetime,
 ) -> ApplyResult | None:
-    """`apply_plan` on Postgres when the database holds what its last whole apply left (no drift, the
-    usual case): the changes are written under a savepoint while the state read under the lock is
-    checked, so that the server's writing and the checking overlap. Whatever refuses the plan
-    (stale, changes that do not fit, guards, a failed write) raises, and the transaction rolls back.
+    """`apply_plan` on Postgres for a plan made against what the last whole apply left (no drift: the
+    usual case in CI): the changes are written while the state read under the lock is checked, so
+    that the server's writing and the checking overlap. Whatever refuses the plan (stale, changes
+    that do not fit, guards, in that order, then a failed write) raises: the writing is cancelled
+    and the transaction rolls back.
 
-    None, with the savepoint rolled back (nothing written), when the state is not the one the last
-    whole apply left or a flag change does not fit it: the caller then judges it in turn.
+    None, before anything is written, when a flag change does not fit the state (the rows to write
+    cannot be built): the caller then checks the plan in turn and says why.
     """
     flag_changes = [c for c in plan.changes if c.subject == Subject.FLAG]
     try:
@@ -211,49 +216,28 @@ def _apply_while_checking(
         return None
     flags = apply_changes(State(actual.flags, {}), flag_changes).flags
     record = _new_record(env, plan, actor, started)
-    savepoint = conn.begin_nested()
-    refusal: Exception | None = None
-    blocked: tuple[Blocked, ...] = ()
-    sealed: tuple[str, bytes] | None = None
     with _writing(conn, plan.changes, flags, record) as written:
         # Until `written` returns, this thread leaves the connection to the writing one.
-        actual_hash = state_hash(actual)
-        settled = (
-            actual_hash == plan.state_hash
-            and last is not None
-            and last.whole
-            and last.state_hash_after == actual_hash
-        )
-        if settled:
-            try:
-                check_against(plan.changes, actual)
-            except UsageError as exc:
-                refusal = exc
-            else:
-                scope = list(plan.targets) if plan.targets else None
-                after = apply_changes(actual, plan.changes)
-                # The baseline is `actual` itself: no drift.
-                blocked = _guards(env, plan.changes, [], actual, actual, options)
-                sealed = _sealed(after, actual, actual, scope)
+        actual_hash = _unless_stale(env, plan, actual)
+        # The plan was made against what the last whole apply left, and so is the state: the
+        # baseline is the state itself, there is no drift.
+        check_against(plan.changes, actual)
+        blocked = _guards(env, plan.changes, [], actual, actual, options)
+        if blocked:
+            raise BlockedError([str(b) for b in blocked])
+        hash_after, blob = _sealed(apply_changes(actual, plan.changes), actual, actual, _scope(plan))
         failure = written()
-    if actual_hash != plan.state_hash:
-        raise _stale(env, plan)
-    if not settled:
-        savepoint.rollback()
-        return None
-    if refusal is not None:
-        raise refusal
     if failure is not None:
         raise failure
-    if blocked:
-        raise BlockedError([str(b) for b in blocked])
-    assert sealed is not None
-    savepoint.commit()
-    hash_after, blob = sealed
     write.record_apply(
         conn, record, hash_before=actual_hash, hash_after=hash_after, summary=plan.summary, snapshot=blob
     )
     return ApplyResult(record.apply_id, plan.summary)
+
+
+def _scope(plan: Plan) -> list[str] | None:
+    """The flags a plan is limited to (None: every flag)."""
+    return list(plan.targets) if plan.targets else None
 
 
 def plan_and_apply(
@@ -397,7 +381,7 @@ def _write(
     agrees with (adopted): its apply row then records the new baseline.
     """
     actual, baseline = start.actual, start.baseline
-    scope = list(plan.targets) if plan.targets else None
+    scope = _scope(plan)
     if after is None:
         after = apply_changes(actual, plan.changes)
     if (
@@ -444,9 +428,11 @@ def _writing(
     on: yields a function that waits for the writing and returns its exception, if any.
 
     On Postgres the server writes while this process works on (the writing thread waits on the
-    server most of the time); the caller must not use `conn` until the writing is over. Meanwhile
-    the interpreter switches threads every millisecond instead of every five, so the writing thread
-    answers the server soon (measured: about 0.08 s less for a 7,000-change apply). SQLite's
+    server most of the time); the caller must not use `conn` until the writing is over. When the
+    caller raises instead (a refusal, an error, Ctrl-C), the server's statement is cancelled and
+    the writing thread joined before the exception goes on. Meanwhile the interpreter switches
+    threads every millisecond instead of every five (a setting of the whole process), so the
+    writing thread answers the server soon: about 0.08 s less for a 7,000-change apply. SQLite's
     connections stay in the thread that made them: there the writing is done before the caller goes on.
     """
     write.mark_apply(conn, record.apply_id)
@@ -454,17 +440,28 @@ def _writing(
         write.write_changes(conn, changes, flags, record)
         yield lambda: None
         return
+    cancel = canceller(conn)
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             writing = pool.submit(write.write_changes, conn, changes, flags, record)
-            yield writing.exception
+            try:
+                yield writing.exception
+            except BaseException:
+                # Refused, failed or interrupted: stop the server's statements (again, should the
+                # writing thread have been between two) until it gives the connection back; the
+                # caller then rolls back.
+                while not writing.done():
+                    cancel()
+                    wait([writing], timeout=_CANCEL_EVERY)
+                raise
     finally:
         sys.setswitchinterval(interval)
 
 
 _SWITCH_INTERVAL = 0.001
+_CANCEL_EVERY = 0.1
 
 
 def _sealed(

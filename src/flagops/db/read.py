@@ -24,6 +24,11 @@ class LastApply:
     whole: bool
     """True when it applied every flag (no --target): its snapshot is then the state it left."""
 
+    def holds(self, state_hash: str) -> bool:
+        """Whether a database whose state hashes to `state_hash` is this apply's drift baseline
+        itself: the apply covered every flag and the database still holds what it left."""
+        return self.whole and self.state_hash_after == state_hash
+
 
 def _date(value: object) -> dt.date | None:
     if value is None or isinstance(value, dt.date):
@@ -90,7 +95,7 @@ def applied_state(connection: sa.Connection, last: LastApply, actual: State, act
     When the database still holds exactly what a whole-environment apply left (equal hashes),
     that is `actual` itself and the snapshot is not read; otherwise it is read and decoded.
     """
-    if last.whole and last.state_hash_after == actual_hash:
+    if last.holds(actual_hash):
         return actual
     blob = connection.execute(
         sa.select(applies.c.snapshot).where(applies.c.apply_id == last.apply_id)
