@@ -493,17 +493,24 @@ def test_a_plan_that_does_not_start_from_the_database_is_refused(
     ok(repo, "init", "--env", "test")
     saved = tmp_path / "plan.json"
     ok(repo, "plan", "--env", "test", "--out", str(saved))
+    _assert_edited_plan_refused(
+        repo, db_url, saved, lambda c: c["address"] == "flag.lead_scoring", edit, reason
+    )
+
+
+def _assert_edited_plan_refused(repo: Repo, url: str, saved: Path, pick: Any, edit: Any, reason: str) -> None:
+    """`edit` the change of the saved plan that `pick` chooses: apply refuses it and writes nothing."""
     data = json.loads(saved.read_text())
-    edit(next(c for c in data["changes"] if c["address"] == "flag.lead_scoring"))
+    edit(next(c for c in data["changes"] if pick(c)))
     saved.write_text(json.dumps(data))
-    before = everything(db_url)
+    before = everything(url)
     result = repo.flags("apply", "--env", "test", str(saved))
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr == (
         f"the plan does not match the database it was made against ({reason});"
         " nothing was written. Run flags plan again.\n"
     )
-    assert everything(db_url) == before
+    assert everything(url) == before
 
 
 def test_an_update_that_changes_nothing_is_refused(sqlite_url: str, make_repo: Any, tmp_path: Path) -> None:
@@ -801,19 +808,9 @@ def test_a_saved_plan_refused_while_written_leaves_nothing(
     pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str], edit: Any, reason: str
 ) -> None:
     repo, saved = _saved_override_change(pg_url, make_repo, tmp_path)
-    data = json.loads(saved.read_text())
     action = "update" if "before" in reason else "create"
-    edit(next(c for c in data["changes"] if c["action"] == action))
-    saved.write_text(json.dumps(data))
-    before = everything(pg_url)
-    result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stdout) == (1, "")
-    assert result.stderr == (
-        f"the plan does not match the database it was made against ({reason});"
-        " nothing was written. Run flags plan again.\n"
-    )
+    _assert_edited_plan_refused(repo, pg_url, saved, lambda c: c["action"] == action, edit, reason)
     assert taken == ["refused"]
-    assert everything(pg_url) == before
 
 
 def test_a_saved_plan_whose_writes_fail_on_a_changed_database_is_stale(
