@@ -154,7 +154,8 @@ def apply_plan(
 
     Re-reads the state under the lock and refuses a stale plan (nothing written) or one whose
     changes do not fit the state, finds the drift again and judges the guards with this apply's
-    options, then writes. Any error rolls the whole transaction back.
+    options, then writes. Any error rolls the whole transaction back. On Postgres a plan made
+    against what the last whole apply left is written while it is checked (`_apply_while_checking`).
     """
     env = database.environment
     if plan.environment != env.name:
