@@ -106,7 +106,7 @@ def _plan_in(
     actual_hash = state_hash(actual)
     if targets:
         check_targets(targets, desired, actual)
-    scope = list(targets) if targets else None
+    scope = _scope(targets)
     last = read.read_last_apply(conn, env.name)
     baseline = _baseline(conn, last, actual, actual_hash)
     changes = diff(restrict(desired, scope), restrict(actual, scope))
@@ -182,7 +182,7 @@ def apply_plan(
         check_against(plan.changes, actual)
         baseline = _baseline(conn, last, actual, actual_hash)
         # Drift is found again under the lock, not taken from the plan file.
-        scope = _scope(plan)
+        scope = _scope(plan.targets)
         after = apply_changes(actual, plan.changes)
         _, _, blocked = _judge(conn, env, plan.changes, after, actual, baseline, scope, options)
         if blocked:
@@ -226,7 +226,7 @@ def _apply_while_checking(
         blocked = _guards(env, plan.changes, [], actual, actual, options)
         if blocked:
             raise BlockedError([str(b) for b in blocked])
-        hash_after, blob = _sealed(apply_changes(actual, plan.changes), actual, actual, _scope(plan))
+        hash_after, blob = _sealed(apply_changes(actual, plan.changes), actual, actual, _scope(plan.targets))
         failure = written()
     if failure is not None:
         raise failure
@@ -236,9 +236,9 @@ def _apply_while_checking(
     return ApplyResult(record.apply_id, plan.summary)
 
 
-def _scope(plan: Plan) -> list[str] | None:
-    """The flags a plan is limited to (None: every flag)."""
-    return list(plan.targets) if plan.targets else None
+def _scope(targets: Sequence[str] | None) -> list[str] | None:
+    """The flags --target limits a plan to (None: every flag)."""
+    return list(targets) if targets else None
 
 
 def plan_and_apply(
@@ -283,15 +283,8 @@ def plan_and_apply(
         if not unattended:
             kill.hold_flag_rows(conn)
             # The same state under the same lock: the last apply, drift and guards are as planned.
-            _reread(conn, env, plan)
+            _unless_stale(env, plan, read.read_state(conn))
         return _write(conn, env, plan, start, actor=actor, started=started)
-
-
-def _reread(conn: sa.Connection, env: Environment, plan: Plan) -> tuple[State, str]:
-    """The state and its hash, read again with the flag rows locked; StalePlanError unless it is
-    the state the plan was made from."""
-    actual = read.read_state(conn)
-    return actual, _unless_stale(env, plan, actual)
 
 
 def _unless_stale(env: Environment, plan: Plan, actual: State) -> str:
@@ -382,7 +375,7 @@ def _write(
     agrees with (adopted): its apply row then records the new baseline.
     """
     actual, baseline = start.actual, start.baseline
-    scope = _scope(plan)
+    scope = _scope(plan.targets)
     if after is None:
         after = apply_changes(actual, plan.changes)
     if (
