@@ -453,22 +453,13 @@ def test_a_failing_write_rolls_everything_back(db_url: str, make_repo: Any, tabl
 def test_a_hand_edited_plan_is_refused_before_any_sql(
     db_url: str, make_repo: Any, tmp_path: Path, edit: Any, reason: str
 ) -> None:
-    repo = make_repo(db_url)
-    ok(repo, "init", "--env", "test")
-    saved = tmp_path / "plan.json"
-    ok(repo, "plan", "--env", "test", "--out", str(saved))
-    data = json.loads(saved.read_text())
-    flag_create = next(c for c in data["changes"] if c["address"] == "flag.lead_scoring")
-    edit(flag_create)
-    saved.write_text(json.dumps(data))
-    before = everything(db_url)
-    result = repo.flags("apply", "--env", "test", str(saved))
+    repo, saved = _first_plan(make_repo(db_url), tmp_path)
+    result = _apply_edited(repo, db_url, saved, lambda c: c["address"] == "flag.lead_scoring", edit)
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("the plan holds values no configuration could produce (flag.")
     assert reason in result.stderr
     assert result.stderr.endswith("nothing was written. Run flags plan again.\n")
-    assert everything(db_url) == before
 
 
 @pytest.mark.parametrize(
@@ -489,28 +480,39 @@ def test_a_plan_that_does_not_start_from_the_database_is_refused(
     db_url: str, make_repo: Any, tmp_path: Path, edit: Any, reason: str
 ) -> None:
     """Shape-valid changes that keep the plan's state hash but do not fit the state it names."""
-    repo = make_repo(db_url)
-    ok(repo, "init", "--env", "test")
-    saved = tmp_path / "plan.json"
-    ok(repo, "plan", "--env", "test", "--out", str(saved))
+    repo, saved = _first_plan(make_repo(db_url), tmp_path)
     _assert_edited_plan_refused(
         repo, db_url, saved, lambda c: c["address"] == "flag.lead_scoring", edit, reason
     )
 
 
-def _assert_edited_plan_refused(repo: Repo, url: str, saved: Path, pick: Any, edit: Any, reason: str) -> None:
-    """`edit` the change of the saved plan that `pick` chooses: apply refuses it and writes nothing."""
+def _first_plan(repo: Repo, tmp_path: Path) -> tuple[Repo, Path]:
+    """`repo` initialised, and its first plan saved (every flag and override to add)."""
+    ok(repo, "init", "--env", "test")
+    saved = tmp_path / "plan.json"
+    ok(repo, "plan", "--env", "test", "--out", str(saved))
+    return repo, saved
+
+
+def _apply_edited(repo: Repo, url: str, saved: Path, pick: Any, edit: Any) -> Any:
+    """Apply the saved plan once `edit` changed the change `pick` chooses; it must write nothing."""
     data = json.loads(saved.read_text())
     edit(next(c for c in data["changes"] if pick(c)))
     saved.write_text(json.dumps(data))
     before = everything(url)
     result = repo.flags("apply", "--env", "test", str(saved))
+    assert everything(url) == before
+    return result
+
+
+def _assert_edited_plan_refused(repo: Repo, url: str, saved: Path, pick: Any, edit: Any, reason: str) -> None:
+    """`edit` the change of the saved plan that `pick` chooses: apply refuses it and writes nothing."""
+    result = _apply_edited(repo, url, saved, pick, edit)
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr == (
         f"the plan does not match the database it was made against ({reason});"
         " nothing was written. Run flags plan again.\n"
     )
-    assert everything(url) == before
 
 
 def test_an_update_that_changes_nothing_is_refused(sqlite_url: str, make_repo: Any, tmp_path: Path) -> None:
@@ -607,6 +609,31 @@ def test_a_hand_edit_while_the_plan_is_reviewed(
 
     repo = init_and_apply(make_repo(pg_url))
     repo.write("flags/main.yaml", DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"))
+    reads: list[int] = []
+    read_state = read.read_state
+    monkeypatch.setattr(read, "read_state", lambda conn: reads.append(1) or read_state(conn))
+    edits: list[str] = []
+
+    def review(plan: Any) -> None:
+        edits.append(_try_hand_edit(pg_url))
+
+    if unattended:
+        assert _plan_and_apply(repo, review, unattended=True).apply_id is not None
+        assert (edits, len(reads)) == (["waited"], 1)
+    else:
+        with pytest.raises(StalePlanError):
+            _plan_and_apply(repo, review, unattended=False)
+        assert (edits, len(reads)) == (["landed"], 2)
+    [lead] = [r for r in rows(pg_url, feature_flags) if r["flag_key"] == "lead_scoring"]
+    expected = (
+        ("growth", 60) if unattended else ("ops", 50)
+    )  # the edit waited, or it landed and nothing was written
+    assert (lead["owner"], lead["rollout_percentage"]) == expected
+
+
+def _plan_and_apply(repo: Repo, review: Any, *, unattended: bool) -> Any:
+    """`flags apply --env test` without a plan file, as the CLI calls it, `review` standing in for
+    the prompt."""
     config = load_config(read_sources(repo.path))
     database = open_database(
         config.environment("test"),
@@ -615,23 +642,7 @@ def test_a_hand_edit_while_the_plan_is_reviewed(
         application_name="test",
         write=True,
     )
-    reads: list[int] = []
-    read_state = read.read_state
-    monkeypatch.setattr(read, "read_state", lambda conn: reads.append(1) or read_state(conn))
-    edits: list[str] = []
-
-    def review(plan: Any) -> None:
-        try:
-            sql(
-                pg_url,
-                "SET LOCAL lock_timeout = '300ms'",
-                "UPDATE feature_flags SET owner = 'ops' WHERE flag_key = 'lead_scoring'",
-            )
-            edits.append("landed")
-        except sa.exc.OperationalError:
-            edits.append("waited")
-
-    def run() -> Any:
+    try:
         return plan_and_apply(
             config,
             database,
@@ -644,22 +655,8 @@ def test_a_hand_edit_while_the_plan_is_reviewed(
             overwrite_drift=False,
             lock_timeout=0,
         )
-
-    try:
-        if unattended:
-            assert run().apply_id is not None
-            assert (edits, len(reads)) == (["waited"], 1)
-        else:
-            with pytest.raises(StalePlanError):
-                run()
-            assert (edits, len(reads)) == (["landed"], 2)
     finally:
         database.engine.dispose()
-    [lead] = [r for r in rows(pg_url, feature_flags) if r["flag_key"] == "lead_scoring"]
-    expected = (
-        ("growth", 60) if unattended else ("ops", 50)
-    )  # the edit waited, or it landed and nothing was written
-    assert (lead["owner"], lead["rollout_percentage"]) == expected
 
 
 def _try_hand_edit(url: str) -> str:
@@ -703,29 +700,7 @@ def test_an_apply_reads_the_state_it_writes_over_with_the_flag_rows_locked(
     elif how == "auto-approved":
         assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
     else:
-        config = load_config(read_sources(repo.path))
-        database = open_database(
-            config.environment("test"),
-            config_dir=repo.path,
-            environ=repo.env,
-            application_name="t",
-            write=True,
-        )
-        try:
-            result = plan_and_apply(
-                config,
-                database,
-                targets=None,
-                git_commit=None,
-                review=lambda plan: None,  # approved
-                unattended=False,
-                actor="tester",
-                allow_delete=False,
-                overwrite_drift=False,
-                lock_timeout=0,
-            )
-        finally:
-            database.engine.dispose()
+        result = _plan_and_apply(repo, lambda plan: None, unattended=False)  # approved
         assert result.apply_id is not None
     assert edits == ["waited"]
     [lead] = [r for r in rows(pg_url, feature_flags) if r["flag_key"] == "lead_scoring"]
