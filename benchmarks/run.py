@@ -54,16 +54,14 @@ class Row:
     bare_ratio: float | None = None
 
 
-def measure(
-    args: list[str], *, env: dict[str, str], cwd: Path | None = None, repeat: int = 1
-) -> tuple[float, float]:
+def measure(args: list[str], *, env: dict[str, str], repeat: int = 1) -> tuple[float, float]:
     """Best wall time of `repeat` runs and the peak resident memory (MB) of the process."""
     best = float("inf")
     peak = 0.0
     for _ in range(repeat):
         with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
             start = time.perf_counter()
-            proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
+            proc = subprocess.Popen(args, env=env, stdout=stdout, stderr=stderr)
             _, status, usage = os.wait4(proc.pid, 0)
             elapsed = time.perf_counter() - start
             stdout.seek(0)
@@ -139,9 +137,11 @@ class Databases:
             self.drop(url)
 
 
-def measure_on_copies(
-    dbs: Databases, template: str, command: Callable[[str], tuple[list[str], dict[str, str]]]
-) -> tuple[float, float, str]:
+Command = Callable[[str], tuple[list[str], dict[str, str]]]
+"""A step's process for a database URL: (arguments, environment)."""
+
+
+def measure_on_copies(dbs: Databases, template: str, command: Command) -> tuple[float, float, str]:
     """Time and peak memory of one run of `command(url)` on a fresh copy of `template`, and the
     copy's URL (the caller drops it or keeps it)."""
     url = dbs.create(template)
@@ -189,7 +189,6 @@ def run(small: bool, backends: list[str], repeat: int) -> list[Row]:
     return rows
 
 
-Command = Callable[[str], tuple[list[str], dict[str, str]]]
 CONTENDERS = ("flags", "floor", "bare")
 
 
