@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flagops.adopt import adopt
+from flagops.db.migrate import HEAD
 from flagops.load import load_config
 from flagops.state import FlagRow, State
 from flagops.yamledit import REMOVE
@@ -205,7 +206,7 @@ def test_import_needs_an_initialised_schema(sqlite_url: str, make_repo: Any) -> 
     result = repo.flags("import", "--env", "test")
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr == (
-        "the database of environment test has no flagops schema (this flagops needs 0004);"
+        f"the database of environment test has no flagops schema (this flagops needs {HEAD});"
         " run: flags init --env test\n"
     )
 

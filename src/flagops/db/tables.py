@@ -86,5 +86,6 @@ applies = sa.Table(
     sa.Column("changed", sa.Integer, nullable=False),
     sa.Column("destroyed", sa.Integer, nullable=False),
     sa.Column("snapshot", sa.LargeBinary, nullable=False),
+    sa.Column("plan_sha256", sa.Text),
     sa.Index("ix_applies_environment", "environment", "id"),
 )
