@@ -1,12 +1,14 @@
 """The floor: the unavoidable work of each benchmarked step, done by the shortest honest script.
 
-Usage: floor.py STEP SOURCE DATABASE_URL [--bare]
+Usage: floor.py STEP SOURCE DATABASE_URL [--bare]   (for apply, SOURCE is CONFIG_DIR:PLAN_FILE)
 
 plan:        parse the YAML with libyaml, one SELECT per table, a dict diff.
 first_apply: parse the YAML with libyaml, COPY every flag and override row, and COPY one audit row
              per row written (every apply writes one audit row per change).
-apply:       read the saved plan JSON, COPY the changes into temporary tables, one set-based
-             statement per kind of change, and COPY one audit row per change.
+apply:       read the saved plan JSON and derive the plan again as `plan` does (a saved plan is
+             a claim that apply checks: docs/trust-model.md), compare the two, then COPY the
+             changes into temporary tables, one set-based statement per kind of change, and COPY
+             one audit row per change.
 
 The script first imports the libraries flags is built on (SQLAlchemy, pydantic, click, psycopg,
 PyYAML): the design's performance bar counts their imports in the floor. With --bare it imports only psycopg
@@ -53,23 +55,28 @@ def parse(root: str) -> tuple[dict[str, tuple[object, ...]], dict[tuple[str, str
 
 
 def plan(root: str, url: str) -> None:
-    flags, overrides = parse(root)
     with psycopg.connect(url) as conn:
-        actual_flags = {
-            row[0]: (row[1], row[2], row[3], row[4], float(row[5]), row[6])
-            for row in conn.execute(
-                "SELECT flag_key, name, description, owner, enabled_globally, rollout_percentage,"
-                " killed FROM feature_flags"
-            )
-        }
-        actual = {
-            (k, o): e
-            for k, o, e in conn.execute("SELECT flag_key, org_id::text, enabled FROM org_feature_flags")
-        }
+        print(len(derive(root, conn)))
+
+
+def derive(root: str, conn: psycopg.Connection) -> set[str]:
+    """The addresses of the rows the configuration in `root` changes in the database of `conn`."""
+    flags, overrides = parse(root)
+    actual_flags = {
+        row[0]: (row[1], row[2], row[3], row[4], float(row[5]), row[6])
+        for row in conn.execute(
+            "SELECT flag_key, name, description, owner, enabled_globally, rollout_percentage,"
+            " killed FROM feature_flags"
+        )
+    }
+    actual = {
+        (k, o): e
+        for k, o, e in conn.execute("SELECT flag_key, org_id::text, enabled FROM org_feature_flags")
+    }
     changed_flags = {k for k in flags.keys() | actual_flags.keys() if flags.get(k) != actual_flags.get(k)}
-    changed = overrides.items() - actual.items()
+    changed = {k for k, _ in overrides.items() - actual.items()}
     removed = actual.keys() - overrides.keys()
-    print(len(changed_flags) + len(changed) + len(removed))
+    return {f"flag.{k}" for k in changed_flags} | {f"override.{o}.{k}" for k, o in changed | removed}
 
 
 # Like flags apply, mark the transaction so the out-of-band audit triggers stand aside.
@@ -118,10 +125,13 @@ def first_apply(root: str, url: str) -> None:
     print(len(flags) + len(overrides))
 
 
-def apply(plan_file: str, url: str) -> None:
+def apply(source: str, url: str) -> None:
+    root, plan_file = source.split(":", 1)
     with open(plan_file, encoding="utf-8") as handle:
         changes = json.load(handle)["changes"]
     with psycopg.connect(url) as conn, conn.cursor() as cur:
+        if derive(root, conn) != {c["address"] for c in changes}:
+            raise SystemExit("the saved plan is not what the configuration produces")
         cur.execute(MARK)
         cur.execute(
             "CREATE TEMP TABLE o (action text, org_id uuid, flag_key text, enabled boolean) ON COMMIT DROP"

@@ -218,7 +218,7 @@ def run_backend(
             {**env, "FLAGS_BENCH_URL": url},
         )
 
-    def floor(step: str, source: Path, *, bare: bool) -> Command:
+    def floor(step: str, source: Path | str, *, bare: bool) -> Command:
         return lambda url: (
             [PYTHON, floor_script, *(["--bare"] if bare else []), step, str(source), url],
             env,
@@ -253,8 +253,8 @@ def run_backend(
         }
         apply: dict[str, Command] = {
             "flags": flags(changed, "apply", str(plan_file)),
-            "floor": floor("apply", plan_file, bare=False),
-            "bare": floor("apply", plan_file, bare=True),
+            "floor": floor("apply", f"{changed}:{plan_file}", bare=False),
+            "bare": floor("apply", f"{changed}:{plan_file}", bare=True),
         }
         for _ in range(repeat):
             for who in contenders:

@@ -111,13 +111,25 @@ def init_and_apply(repo: Repo) -> Repo:
     return repo
 
 
-def stale_message(plan_file: Path) -> str:
-    """What apply says of the saved plan `plan_file` once the database has changed since it was made."""
+def stale_message(plan_file: Path, *differences: str) -> str:
+    """What apply says of the saved plan `plan_file` once the database has changed since it was made,
+    and the derived changes now differ from the saved ones at `differences` (`address: why`)."""
     created = json.loads(plan_file.read_text())["created_at"]
+    found = "; ".join((f"environment test changed since the plan was made ({created})", *differences))
     return (
-        f"plan is stale: environment test changed since the plan was made ({created});"
+        f"the saved plan is not what the configuration and the database produce now ({found});"
         " nothing was written. Run flags plan again.\n"
     )
+
+
+def assert_stale(result: Any, plan_file: Path) -> None:
+    """`result` is apply's refusal (exit 3, one line, nothing on stdout) of the saved plan `plan_file`
+    because the database changed since it was made (whatever changes that leaves to differ)."""
+    assert (result.exit_code, result.stdout) == (3, ""), result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    ending = "; nothing was written. Run flags plan again.\n"
+    assert result.stderr.startswith(stale_message(plan_file)[: -len(ending) - 1])
+    assert result.stderr.endswith(ending)
 
 
 def spawn(config_dir: Path, *args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:

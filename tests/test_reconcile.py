@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
+from flagops.db.tables import audit_log, feature_flags, org_feature_flags
 from flagops.diff import apply_changes, diff
 from flagops.errors import StalePlanError
 from flagops.load import load_config
@@ -23,6 +23,7 @@ from flagops.state import EMPTY, FlagRow, State
 from support import (
     DEFAULT_FLAGS,
     Repo,
+    assert_stale,
     engine,
     everything,
     finish,
@@ -31,7 +32,6 @@ from support import (
     rows,
     spawn,
     sql,
-    stale_message,
 )
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
@@ -81,7 +81,7 @@ def test_saved_plan_is_stale_after_another_apply(db_url: str, make_repo: Any, tm
     ok(repo, "apply", "--env", "test", "--auto-approve")
     before = everything(db_url)
     result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stdout, result.stderr) == (3, "", stale_message(saved))
+    assert_stale(result, saved)
     assert everything(db_url) == before
     assert _flags(db_url)["lead_scoring"]["rollout_percentage"] == Decimal("70.00")
 
@@ -108,7 +108,7 @@ def test_saved_plan_is_stale_after_a_change_in_sql(
     sql(db_url, statement)
     before = everything(db_url)
     result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stdout, result.stderr) == (3, "", stale_message(saved))
+    assert_stale(result, saved)
     assert everything(db_url) == before
 
 
@@ -123,7 +123,7 @@ def test_saved_plan_applied_twice_is_stale_the_second_time(
     ok(repo, "apply", "--env", "test", str(saved))
     before = everything(db_url)
     result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stderr) == (3, stale_message(saved))
+    assert_stale(result, saved)
     assert everything(db_url) == before
 
 
@@ -435,121 +435,6 @@ def test_a_failing_write_rolls_everything_back(db_url: str, make_repo: Any, tabl
     assert everything(db_url) == before
 
 
-@pytest.mark.parametrize(
-    ("edit", "reason"),
-    [
-        (
-            lambda c: c["after"].update(rollout_percentage=150),
-            "rollout_percentage: must be between 0 and 100",
-        ),
-        (lambda c: c["after"].update(enabled="yes"), "enabled: "),
-        (lambda c: c["after"].pop("name"), "a created flag needs every field"),
-        (lambda c: c.update(after=None), "only a delete has no 'after' values"),
-        (lambda c: c.update(flag_key="Bad-Key"), "flag key 'Bad-Key' does not match"),
-        (lambda c: c["after"].update(expires="someday"), "expires: not an ISO date: 'someday'"),
-    ],
-    ids=["rollout-150", "enabled-string", "missing-name", "no-after", "bad-key", "bad-date"],
-)
-def test_a_hand_edited_plan_is_refused_before_any_sql(
-    db_url: str, make_repo: Any, tmp_path: Path, edit: Any, reason: str
-) -> None:
-    repo, saved = _first_plan(make_repo(db_url), tmp_path)
-    result = _apply_edited(repo, db_url, saved, lambda c: c["address"] == "flag.lead_scoring", edit)
-    assert (result.exit_code, result.stdout) == (1, "")
-    assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("the plan holds values no configuration could produce (flag.")
-    assert reason in result.stderr
-    assert result.stderr.endswith("nothing was written. Run flags plan again.\n")
-
-
-@pytest.mark.parametrize(
-    ("edit", "reason"),
-    [
-        (
-            lambda c: c.update(action="update", before={"rollout_percentage": 50}),
-            "flag.lead_scoring: updates a row that does not exist",
-        ),
-        (
-            lambda c: c.update(action="delete", before=c["after"], after=None),
-            "flag.lead_scoring: deletes a row that does not exist",
-        ),
-    ],
-    ids=["update-missing-row", "delete-missing-row"],
-)
-def test_a_plan_that_does_not_start_from_the_database_is_refused(
-    db_url: str, make_repo: Any, tmp_path: Path, edit: Any, reason: str
-) -> None:
-    """Shape-valid changes that keep the plan's state hash but do not fit the state it names."""
-    repo, saved = _first_plan(make_repo(db_url), tmp_path)
-    _assert_edited_plan_refused(
-        repo, db_url, saved, lambda c: c["address"] == "flag.lead_scoring", edit, reason
-    )
-
-
-def _first_plan(repo: Repo, tmp_path: Path) -> tuple[Repo, Path]:
-    """`repo` initialised, and its first plan saved (every flag and override to add)."""
-    ok(repo, "init", "--env", "test")
-    saved = tmp_path / "plan.json"
-    ok(repo, "plan", "--env", "test", "--out", str(saved))
-    return repo, saved
-
-
-def _apply_edited(repo: Repo, url: str, saved: Path, pick: Any, edit: Any) -> Any:
-    """Apply the saved plan once `edit` changed the change `pick` chooses; it must write nothing."""
-    data = json.loads(saved.read_text())
-    edit(next(c for c in data["changes"] if pick(c)))
-    saved.write_text(json.dumps(data))
-    before = everything(url)
-    result = repo.flags("apply", "--env", "test", str(saved))
-    assert everything(url) == before
-    return result
-
-
-def _assert_edited_plan_refused(repo: Repo, url: str, saved: Path, pick: Any, edit: Any, reason: str) -> None:
-    """`edit` the change of the saved plan that `pick` chooses: apply refuses it and writes nothing."""
-    result = _apply_edited(repo, url, saved, pick, edit)
-    assert (result.exit_code, result.stdout) == (1, "")
-    assert result.stderr == (
-        f"the plan does not match the database it was made against ({reason});"
-        " nothing was written. Run flags plan again.\n"
-    )
-
-
-def test_an_update_that_changes_nothing_is_refused(sqlite_url: str, make_repo: Any, tmp_path: Path) -> None:
-    repo = make_repo(sqlite_url)
-    init_and_apply(repo)
-    repo.configure(DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"))
-    saved = tmp_path / "plan.json"
-    ok(repo, "plan", "--env", "test", "--out", str(saved))
-    data = json.loads(saved.read_text())
-    [update] = data["changes"]
-    update.update(before={}, after={})
-    saved.write_text(json.dumps(data))
-    result = repo.flags("apply", "--env", "test", str(saved))
-    assert result.exit_code == 1
-    assert "flag.lead_scoring: updates nothing" in result.stderr
-
-
-def test_a_hand_edited_override_is_refused(sqlite_url: str, make_repo: Any, tmp_path: Path) -> None:
-    repo = make_repo(sqlite_url, env_body=f"orgs:\n  {ORG_A}:\n    lead_scoring: true\n")
-    ok(repo, "init", "--env", "test")
-    saved = tmp_path / "plan.json"
-    ok(repo, "plan", "--env", "test", "--out", str(saved))
-    for field, value, reason in (
-        ("org_id", "ACME", "org id 'ACME' is not a lowercase UUID"),
-        ("after", {"enabled": "false"}, "an org override's 'after' must be"),
-    ):
-        data = json.loads(saved.read_text())
-        [override] = [c for c in data["changes"] if c["subject"] == "org_override"]
-        override[field] = value
-        edited = tmp_path / "edited.json"
-        edited.write_text(json.dumps(data))
-        result = repo.flags("apply", "--env", "test", str(edited))
-        assert result.exit_code == 1
-        assert reason in result.stderr
-    assert everything(sqlite_url)["feature_flags"] == []
-
-
 def test_a_killed_apply_changes_nothing(pg_url: str, make_repo: Any) -> None:
     """SIGKILL while the apply's last statement runs: the server rolls the transaction back."""
     repo = make_repo(pg_url)
@@ -705,177 +590,3 @@ def test_an_apply_reads_the_state_it_writes_over_with_the_flag_rows_locked(
     assert edits == ["waited"]
     [lead] = [r for r in rows(pg_url, feature_flags) if r["flag_key"] == "lead_scoring"]
     assert (lead["owner"], lead["rollout_percentage"]) == ("growth", 60)
-
-
-# -- a saved plan written while its state is checked (Postgres) -----------------------------------
-
-
-@pytest.fixture
-def taken(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """How each saved-plan apply that was tried while checking went: 'while checking' (written while
-    its state was checked), 'in turn' (handed back, unwritten, to the sequential path) or 'refused'.
-    Empty when none was tried (the sequential path only)."""
-    import flagops.reconcile as reconcile
-
-    ways: list[str] = []
-    overlapped = reconcile._apply_while_checking
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        try:
-            result = overlapped(*args, **kwargs)
-        except Exception:
-            ways.append("refused")
-            raise
-        ways.append("in turn" if result is None else "while checking")
-        return result
-
-    monkeypatch.setattr(reconcile, "_apply_while_checking", spy)
-    return ways
-
-
-def _saved_override_change(pg_url: str, make_repo: Any, tmp_path: Path) -> tuple[Repo, Path]:
-    """An applied environment and a saved plan changing one override and adding another."""
-    repo = make_repo(pg_url)
-    _base(repo)
-    repo.configure(
-        DEFAULT_FLAGS, BASE_ENV.replace("lead_scoring: false", "lead_scoring: true\n    sms_campaigns: true")
-    )
-    saved = tmp_path / "plan.json"
-    plan = ok(repo, "plan", "--env", "test", "--out", str(saved))
-    assert "Plan: 1 to add, 1 to change, 0 to destroy." in plan
-    return repo, saved
-
-
-def test_a_saved_plan_on_an_unchanged_database_is_written_while_checked(
-    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str]
-) -> None:
-    repo, saved = _saved_override_change(pg_url, make_repo, tmp_path)
-    result = repo.flags("apply", "--env", "test", str(saved))
-    assert result.exit_code == 0, result.output
-    assert taken == ["while checking"]
-    assert _overrides(pg_url)[("lead_scoring", ORG_B)] is True
-    assert _overrides(pg_url)[("sms_campaigns", ORG_B)] is True
-    [apply_row] = [
-        r for r in rows(pg_url, applies) if r["plan_id"] == json.loads(saved.read_text())["plan_id"]
-    ]
-    assert len([r for r in rows(pg_url, audit_log) if r["apply_id"] == apply_row["apply_id"]]) == 2
-    _no_changes(repo)
-
-
-@pytest.mark.parametrize(
-    ("edit", "reason"),
-    [
-        (
-            lambda c: c.update(before={"enabled": True}),
-            f"override.{ORG_B}.lead_scoring: its 'before' values are not the database's",
-        ),
-        (
-            # a create of a row that exists: the server's write fails too, the check speaks
-            lambda c: c.update(
-                flag_key="lead_scoring", org_id=ORG_A, address=f"override.{ORG_A}.lead_scoring"
-            ),
-            f"override.{ORG_A}.lead_scoring: creates a row that exists",
-        ),
-    ],
-    ids=["wrong-before", "create-existing"],
-)
-def test_a_saved_plan_refused_while_written_leaves_nothing(
-    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str], edit: Any, reason: str
-) -> None:
-    repo, saved = _saved_override_change(pg_url, make_repo, tmp_path)
-    action = "update" if "before" in reason else "create"
-    _assert_edited_plan_refused(repo, pg_url, saved, lambda c: c["action"] == action, edit, reason)
-    assert taken == ["refused"]
-
-
-def test_a_saved_plan_whose_writes_fail_on_a_changed_database_is_stale(
-    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str]
-) -> None:
-    """The override the plan updates is gone: the server's update finds no row, yet the plan is
-    reported stale (exit 3), the way the state read under the lock shows it."""
-    repo, saved = _saved_override_change(pg_url, make_repo, tmp_path)
-    sql(pg_url, f"DELETE FROM org_feature_flags WHERE org_id = '{ORG_B}'")
-    before = everything(pg_url)
-    result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stdout, result.stderr) == (3, "", stale_message(saved))
-    assert taken == ["refused"]
-    assert everything(pg_url) == before
-
-
-def test_a_saved_plan_over_adopted_drift_is_judged_before_it_is_written(
-    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str]
-) -> None:
-    """The database differs from what the last apply left (a hand edit the YAML agrees with): the
-    plan is not written while checked, but after the drift is judged, once."""
-    repo, _ = _saved_override_change(pg_url, make_repo, tmp_path)
-    sql(
-        pg_url,
-        f"UPDATE org_feature_flags SET enabled = true WHERE org_id = '{ORG_B}' AND flag_key = 'lead_scoring'",
-    )
-    fresh = tmp_path / "fresh.json"
-    plan = ok(repo, "plan", "--env", "test", "--out", str(fresh))
-    assert "Plan: 1 to add, 0 to change, 0 to destroy." in plan
-    logged = len(rows(pg_url, audit_log))
-    result = repo.flags("apply", "--env", "test", str(fresh))
-    assert result.exit_code == 0, result.output
-    assert taken == []
-    written = rows(pg_url, audit_log)[logged:]
-    assert [(r["flag_key"], str(r["org_id"]), r["action"], r["source"]) for r in written] == [
-        ("sms_campaigns", ORG_B, "create", "apply")
-    ]
-    assert _overrides(pg_url)[("sms_campaigns", ORG_B)] is True
-    _no_changes(repo)
-
-
-def test_a_saved_plan_after_a_targeted_apply_still_sees_the_drift_it_left(
-    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str]
-) -> None:
-    """A --target apply records the hash of everything it leaves, drift outside its targets included:
-    that state is not its own drift baseline, so a saved plan made over it is judged, and blocked."""
-    repo, _ = _saved_override_change(pg_url, make_repo, tmp_path)
-    sql(pg_url, "UPDATE feature_flags SET killed = true WHERE flag_key = 'sms_campaigns'")
-    ok(repo, "apply", "--env", "test", "--auto-approve", "--target", "lead_scoring")
-    saved = tmp_path / "after-target.json"
-    planned = repo.flags("plan", "--env", "test", "--out", str(saved))
-    assert planned.exit_code == 5, planned.output
-    before = everything(pg_url)
-    result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stdout) == (5, "")
-    assert "flag.sms_campaigns" in result.stderr and "--overwrite-drift" in result.stderr
-    assert taken == []
-    assert everything(pg_url) == before
-
-
-def test_a_refused_plan_does_not_wait_for_the_writing_it_overlapped(
-    pg_url: str, make_repo: Any, tmp_path: Path, taken: list[str]
-) -> None:
-    """Another session holds the audit log, so the server's writing waits; the plan turns out stale
-    meanwhile: the writing statement is cancelled and the apply exits 3 at once, not when the other
-    session lets go."""
-    import threading
-
-    import psycopg
-
-    repo, saved = _saved_override_change(pg_url, make_repo, tmp_path)
-    sql(pg_url, "UPDATE feature_flags SET description = 'by hand' WHERE flag_key = 'sms_campaigns'")
-    locked, release, gave_up = threading.Event(), threading.Event(), threading.Event()
-
-    def hold_the_audit_log() -> None:
-        with psycopg.connect(pg_url) as other:
-            other.execute("LOCK TABLE feature_flag_audit_log IN ACCESS EXCLUSIVE MODE")
-            locked.set()
-            if not release.wait(20):  # an apply waiting on the lock finishes only after this
-                gave_up.set()
-
-    holder = threading.Thread(target=hold_the_audit_log)
-    holder.start()
-    try:
-        assert locked.wait(10)
-        result = repo.flags("apply", "--env", "test", str(saved))
-        waited_for_the_lock = gave_up.is_set()
-    finally:
-        release.set()
-        holder.join()
-    assert (result.exit_code, result.stdout, result.stderr) == (3, "", stale_message(saved))
-    assert not waited_for_the_lock
-    assert taken == ["refused"]

@@ -1,103 +1,58 @@
-"""Check a plan's changes could have come from a valid configuration, before any of them reaches SQL."""
+"""Check a saved plan against the plan derived again at apply time: a plan file is a claim, never obeyed."""
 
 from __future__ import annotations
 
-import datetime as dt
-import re
+import json
+from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
-from pydantic import ValidationError
-
-from flagops.errors import UsageError
-from flagops.model import FLAG_KEY_PATTERN, ORG_ID_PATTERN, FlagDefinition, is_flag_key
-from flagops.plan import Action, Change, Subject
-from flagops.state import FLAG_FIELDS, State, flag_dict
+from flagops.plan import Change, Plan
 
 
-def _invalid(change: Change) -> str | None:
-    """Why a change could not have come from a valid configuration, or None when it could."""
-    if not is_flag_key(change.flag_key):
-        return f"flag key {change.flag_key!r} does not match {FLAG_KEY_PATTERN}"
-    if (change.after is None) != (change.action == Action.DELETE):
-        return "only a delete has no 'after' values"
-    if change.subject == Subject.OVERRIDE:
-        if not _ORG_ID.fullmatch(change.org_id or ""):
-            return f"org id {change.org_id!r} is not a lowercase UUID"
-        if change.after is not None and (
-            set(change.after) != {"enabled"} or type(change.after["enabled"]) is not bool
-        ):
-            return "an org override's 'after' must be {\"enabled\": true|false}"
-        return None
-    if change.after is None:
-        return None
-    unknown = set(change.after) - set(FLAG_FIELDS)
-    if unknown:
-        return f"unknown field(s) {', '.join(sorted(unknown))}"
-    if change.action == Action.CREATE and set(change.after) != set(FLAG_FIELDS):
-        return f"a created flag needs every field ({', '.join(FLAG_FIELDS)})"
-    values = {"name": "-", **change.after}
-    if isinstance(values.get("expires"), str):
-        try:
-            values["expires"] = dt.date.fromisoformat(values["expires"])
-        except ValueError:
-            return f"expires: not an ISO date: {values['expires']!r}"
-    try:
-        FlagDefinition.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        message = str(first["msg"]).removeprefix("Value error, ")
-        return f"{'.'.join(str(p) for p in first['loc'])}: {message}"
-    return None
+def _exact(change: Change) -> str:
+    """A change as exact text: JSON tells `true` from `1` and `25` from `"25"`, which == does not."""
+    return json.dumps(
+        [change.subject, change.action, change.flag_key, change.org_id, change.before, change.after],
+        sort_keys=True,
+        ensure_ascii=True,
+    )
 
 
-def check_changes(changes: Sequence[Change]) -> None:
-    """Refuse a (hand-edited) saved plan whose values no valid configuration could produce."""
-    # An address built from refused values may hold a line break: escaped, the message stays one line.
-    problems = [
-        f"{c.address.encode('unicode_escape').decode()}: {why}"
-        for c in changes
-        if (why := _invalid(c)) is not None
-    ]
-    if problems:
-        raise UsageError(
-            f"the plan holds values no configuration could produce ({'; '.join(problems[:5])});"
-            " nothing was written. Run flags plan again."
-        )
+def one_line(text: str) -> str:
+    """Text from a (hand-edited) plan file as it can go into a one-line message: line breaks escaped."""
+    return text.encode("unicode_escape").decode()
 
 
-_ORG_ID = re.compile(ORG_ID_PATTERN)
+def differences(saved: Plan, derived: Plan) -> list[str]:
+    """Why the saved plan is not the one derived now from the configuration and the database: the
+    state it was made against, its recorded settings, then its changes; empty when it is exactly
+    the derived plan. Nothing else in the file (drift, blocked, summary, hashes) is trusted."""
+    found = []
+    if saved.state_hash != derived.state_hash:
+        made = one_line(saved.created_at)
+        found.append(f"environment {derived.environment} changed since the plan was made ({made})")
+    if saved.settings is not None and saved.settings != derived.settings:
+        where = derived.settings.environment_file if derived.settings else "the environment file"
+        found.append(f"settings: not those of {where} now")
+    return found + change_differences(saved.changes, derived.changes)
 
 
-def _mismatch(change: Change, actual: State) -> str | None:
-    """Why `change` could not have been planned against `actual`, or None when it could."""
-    if change.subject == Subject.OVERRIDE:
-        current: dict[str, Any] | None = None
-        value = actual.overrides.get((change.flag_key, change.org_id or ""))
-        if value is not None:
-            current = {"enabled": value}
-    else:
-        row = actual.flags.get(change.flag_key)
-        current = None if row is None else flag_dict(row)
-    if change.action == Action.CREATE:
-        return "creates a row that exists" if current is not None else None
-    if current is None:
-        return f"{change.action.value}s a row that does not exist"
-    before = change.before or {}
-    if any(current.get(field) != value for field, value in before.items()):
-        return "its 'before' values are not the database's"
-    if change.action == Action.UPDATE and (
-        not change.after or all(current.get(field) == value for field, value in change.after.items())
-    ):
-        return "updates nothing"
-    return None
-
-
-def check_against(changes: Sequence[Change], actual: State) -> None:
-    """Refuse a plan whose changes do not start from `actual` (the state its hash names)."""
-    problems = [f"{c.address}: {why}" for c in changes if (why := _mismatch(c, actual)) is not None]
-    if problems:
-        raise UsageError(
-            f"the plan does not match the database it was made against ({'; '.join(problems[:5])});"
-            " nothing was written. Run flags plan again."
-        )
+def change_differences(saved: Sequence[Change], derived: Sequence[Change]) -> list[str]:
+    """Where the saved plan's changes differ from the derived ones, by address in address order:
+    one `address: why` line each; empty when they are exactly the same."""
+    counts = Counter(c.address for c in saved)
+    saved_by = {c.address: c for c in saved}
+    derived_by = {c.address: c for c in derived}
+    problems = []
+    for address in sorted(saved_by.keys() | derived_by.keys()):
+        shown = one_line(address)
+        mine, now = saved_by.get(address), derived_by.get(address)
+        if now is None:
+            problems.append(f"{shown}: in the saved plan, not planned now")
+        elif mine is None:
+            problems.append(f"{shown}: planned now, not in the saved plan")
+        elif counts[address] > 1:
+            problems.append(f"{shown}: listed {counts[address]} times in the saved plan")
+        elif _exact(mine) != _exact(now):
+            problems.append(f"{shown}: planned differently now")
+    return problems

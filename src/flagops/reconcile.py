@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sqlalchemy as sa
-from pydantic import ValidationError
 from sqlalchemy.engine import URL
 
 from flagops.db import kill, lock, migrate, read, write
-from flagops.db.engine import canceller, open_engine, resolve_url, translated
+from flagops.db.engine import open_engine, resolve_url, translated
 from flagops.diff import apply_changes, diff, find_drift
 from flagops.errors import BlockedError, StalePlanError, UsageError
 from flagops.load import Config, Environment
-from flagops.model import EnvironmentFile
-from flagops.plan import Blocked, Change, Drift, EnvironmentSettings, Plan, Subject, guard
-from flagops.plancheck import check_against, check_changes
+from flagops.plan import Blocked, Change, Drift, EnvironmentSettings, Plan, guard
+from flagops.plancheck import differences
 from flagops.state import (
-    FlagRow,
     State,
     canonical,
     compress,
@@ -141,99 +136,54 @@ def _plan_in(
     return plan, _Start(actual, actual_hash, last, baseline)
 
 
-def apply_plan(
+def apply_saved(
+    config: Config,
     database: Database,
-    plan: Plan,
+    saved: Plan,
     *,
+    plan_sha256: str,
+    git_commit: str | None,
     actor: str,
     allow_delete: bool,
     overwrite_drift: bool,
     lock_timeout: float,
 ) -> ApplyResult:
-    """Apply a reviewed plan in one transaction under the environment's lock.
+    """Apply a saved plan, which is a claim, never an instruction (docs/trust-model.md).
 
-    Re-reads the state under the lock and refuses a stale plan (nothing written) or one whose
-    changes do not fit the state, finds the drift again and judges the guards with this apply's
-    options, then writes. Any error rolls the whole transaction back. On Postgres a plan made
-    against what the last whole apply left is written while it is checked (`_apply_while_checking`).
+    Under the environment's lock, with the flag rows held, the plan is derived again from `config`
+    (the working tree) and the database, its guards judged with this apply's options and the
+    environment file's. Only when the saved changes are exactly the derived ones, made against the
+    same state, are the derived changes written; otherwise StalePlanError (exit 3) and nothing is
+    written. Targets recorded in the saved plan only narrow the derivation. The apply row records
+    the saved plan's id and `plan_sha256`, the sha256 of the file's bytes.
     """
     env = database.environment
-    if plan.environment != env.name:
-        raise UsageError(f"the plan is for environment {plan.environment}, not {env.name}")
-    check_changes(plan.changes)
-    options = _Options(allow_delete=allow_delete, overwrite_drift=overwrite_drift)
+    if saved.environment != env.name:
+        raise UsageError(f"the plan is for environment {saved.environment}, not {env.name}")
     with translated(database.url, f"applying to environment {env.name}"), database.engine.begin() as conn:
         lock.acquire(conn, env.name, lock_timeout)
         started = dt.datetime.now(dt.UTC)
-        migrate.require_current(conn, env.name)
-        kill.hold_flag_rows(conn)
-        actual = read.read_state(conn)
-        last = read.read_last_apply(conn, env.name)
-        if (
-            conn.dialect.name == "postgresql"
-            and plan.changes
-            and last is not None
-            and last.holds(plan.state_hash)
-        ):
-            done = _apply_while_checking(conn, env, plan, actual, options, actor=actor, started=started)
-            if done is not None:
-                return done
-        actual_hash = _unless_stale(env, plan, actual)
-        check_against(plan.changes, actual)
-        baseline = _baseline(conn, last, actual, actual_hash)
-        # Drift is found again under the lock, not taken from the plan file.
-        scope = _scope(plan.targets)
-        after = apply_changes(actual, plan.changes)
-        _, _, blocked = _judge(conn, env, plan.changes, after, actual, baseline, scope, options)
-        if blocked:
-            raise BlockedError([str(b) for b in blocked])
-        start = _Start(actual, actual_hash, last, baseline)
-        return _write(conn, env, plan, start, actor=actor, started=started, after=after)
-
-
-def _apply_while_checking(
-    conn: sa.Connection,
-    env: Environment,
-    plan: Plan,
-    actual: State,
-    options: _Options,
-    *,
-    actor: str,
-    started: dt.datetime,
-) -> ApplyResult | None:
-    """`apply_plan` on Postgres for a plan made against what the last whole apply left (no drift: the
-    usual case in CI): the changes are written while the state read under the lock is checked, so
-    that the server's writing and the checking overlap. Whatever refuses the plan (stale, changes
-    that do not fit, guards, in that order, then a failed write) raises: the writing is cancelled
-    and the transaction rolls back.
-
-    None, before anything is written, when a flag change does not fit the state (the rows to write
-    cannot be built): the caller then checks the plan in turn and says why.
-    """
-    flag_changes = [c for c in plan.changes if c.subject == Subject.FLAG]
-    try:
-        check_against(flag_changes, actual)
-    except UsageError:
-        return None
-    flags = apply_changes(State(actual.flags, {}), flag_changes).flags
-    record = _new_record(env, plan, actor, started)
-    with _writing(conn, plan.changes, flags, record) as written:
-        # Until `written` returns, this thread leaves the connection to the writing one.
-        actual_hash = _unless_stale(env, plan, actual)
-        # The plan was made against what the last whole apply left, and so is the state: the
-        # baseline is the state itself, there is no drift.
-        check_against(plan.changes, actual)
-        blocked = _guards(env, plan.changes, [], actual, actual, options)
-        if blocked:
-            raise BlockedError([str(b) for b in blocked])
-        hash_after, blob = _sealed(apply_changes(actual, plan.changes), actual, actual, _scope(plan.targets))
-        failure = written()
-    if failure is not None:
-        raise failure
-    write.record_apply(
-        conn, record, hash_before=actual_hash, hash_after=hash_after, summary=plan.summary, snapshot=blob
-    )
-    return ApplyResult(record.apply_id, plan.summary)
+        derived, start = _plan_in(
+            conn,
+            config,
+            env,
+            targets=saved.targets,
+            git_commit=git_commit,
+            allow_delete=allow_delete,
+            overwrite_drift=overwrite_drift,
+            hold_rows=True,
+        )
+        found = differences(saved, derived)
+        if found:
+            raise StalePlanError(
+                "the saved plan is not what the configuration and the database produce now"
+                f" ({'; '.join(found[:5])}{'; ...' if len(found) > 5 else ''});"
+                " nothing was written. Run flags plan again."
+            )
+        if derived.blocked:
+            raise BlockedError([str(b) for b in derived.blocked])
+        reviewed = replace(derived, plan_id=saved.plan_id)
+        return _write(conn, env, reviewed, start, actor=actor, started=started, plan_sha256=plan_sha256)
 
 
 def _scope(targets: Sequence[str] | None) -> list[str] | None:
@@ -321,23 +271,12 @@ def _judge(
     options: _Options,
 ) -> tuple[list[Drift], int, tuple[Blocked, ...]]:
     """The drift `changes` (which turn `actual` into `target` within `scope`) would overwrite, with
-    who made it; the count of drift adopted; and the changes the guards refuse with `options`."""
+    who made it; the count of drift adopted; and the changes the guards refuse with `options` and
+    the environment file's own settings."""
     last_state = restrict(baseline, scope) if baseline is not None else None
     drift, adopted = find_drift(restrict(target, scope), restrict(actual, scope), last_state)
     drift = read.with_provenance(conn, drift)
-    return drift, adopted, _guards(env, changes, drift, actual, baseline, options)
-
-
-def _guards(
-    env: Environment,
-    changes: Sequence[Change],
-    drift: Sequence[Drift],
-    actual: State,
-    baseline: State | None,
-    options: _Options,
-) -> tuple[Blocked, ...]:
-    """The changes the guards refuse with `options` and the environment's own settings."""
-    return guard(
+    blocked = guard(
         changes,
         drift,
         actual,
@@ -346,6 +285,7 @@ def _guards(
         environment_file=env.path,
         last_applied=baseline,
     )
+    return drift, adopted, blocked
 
 
 def _baseline(
@@ -366,18 +306,16 @@ def _write(
     *,
     actor: str,
     started: dt.datetime,
-    after: State | None = None,
+    plan_sha256: str | None = None,
 ) -> ApplyResult:
-    """Write `plan`, which starts from `start` (and leads to `after`, when the caller knows it), with
-    its audit rows and its apply row.
+    """Write `plan`, which starts from `start`, with its audit rows and its apply row.
 
     An apply without changes writes nothing, unless the database holds drift the configuration
     agrees with (adopted): its apply row then records the new baseline.
     """
     actual, baseline = start.actual, start.baseline
     scope = _scope(plan.targets)
-    if after is None:
-        after = apply_changes(actual, plan.changes)
+    after = apply_changes(actual, plan.changes)
     if (
         not plan.changes
         and start.last is not None
@@ -385,25 +323,7 @@ def _write(
         and restrict(baseline, scope) == restrict(actual, scope)
     ):
         return ApplyResult(None, plan.summary)
-    record = _new_record(env, plan, actor, started)
-    with _writing(conn, plan.changes, after.flags, record) as written:
-        hash_after, blob = _sealed(after, baseline, actual, scope)
-        failure = written()
-    if failure is not None:
-        raise failure
-    write.record_apply(
-        conn,
-        record,
-        hash_before=start.state_hash,
-        hash_after=hash_after,
-        summary=plan.summary,
-        snapshot=blob,
-    )
-    return ApplyResult(record.apply_id, plan.summary)
-
-
-def _new_record(env: Environment, plan: Plan, actor: str, started: dt.datetime) -> write.ApplyRecord:
-    return write.ApplyRecord(
+    record = write.ApplyRecord(
         apply_id=str(uuid.uuid4()),
         environment=env.name,
         plan_id=plan.plan_id,
@@ -411,77 +331,23 @@ def _new_record(env: Environment, plan: Plan, actor: str, started: dt.datetime) 
         git_commit=plan.git_commit,
         targets=plan.targets,
         started_at=started,
+        plan_sha256=plan_sha256,
     )
-
-
-@contextmanager
-def _writing(
-    conn: sa.Connection, changes: Sequence[Change], flags: Mapping[str, FlagRow], record: write.ApplyRecord
-) -> Iterator[Callable[[], BaseException | None]]:
-    """Write `changes` (`flags` as they leave the flags) and their audit rows while the caller goes
-    on: yields a function that waits for the writing and returns its exception, if any.
-
-    On Postgres the server writes while this process works on (the writing thread waits on the
-    server most of the time); the caller must not use `conn` until the writing is over. When the
-    caller raises instead (a refusal, an error, Ctrl-C), the server's statement is cancelled and
-    the writing thread joined before the exception goes on. Meanwhile the interpreter switches
-    threads every millisecond instead of every five (a setting of the whole process), so the
-    writing thread answers the server soon: about 0.08 s less for a 7,000-change apply. SQLite's
-    connections stay in the thread that made them: there the writing is done before the caller goes on.
-    """
     write.mark_apply(conn, record.apply_id)
-    if conn.dialect.name != "postgresql":
-        write.write_changes(conn, changes, flags, record)
-        yield lambda: None
-        return
-    cancel = canceller(conn)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
-    try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            writing = pool.submit(write.write_changes, conn, changes, flags, record)
-            try:
-                yield writing.exception
-            except BaseException:
-                # Refused, failed or interrupted: stop the server's statements (again, should the
-                # writing thread have been between two) until it gives the connection back; the
-                # caller then rolls back.
-                while not writing.done():
-                    cancel()
-                    wait([writing], timeout=_CANCEL_EVERY)
-                raise
-    finally:
-        sys.setswitchinterval(interval)
-
-
-_SWITCH_INTERVAL = 0.001
-_CANCEL_EVERY = 0.1
-
-
-def _sealed(
-    after: State, baseline: State | None, actual: State, scope: Sequence[str] | None
-) -> tuple[str, bytes]:
-    """The hash of the state an apply leaves (`after`) and the snapshot it records: the flags in
-    `scope` as applied, the others as the baseline holds them (all as applied without a scope)."""
+    write.write_changes(conn, plan.changes, after.flags, record)
+    # The snapshot holds the flags in scope as applied, the others as the baseline holds them.
     snapshot = merge(baseline if baseline is not None else actual, restrict(after, scope), scope)
     after_bytes = canonical(after)
     snapshot_bytes = after_bytes if snapshot is after else canonical(snapshot)
-    return digest(after_bytes), compress(snapshot_bytes)
-
-
-def planned_environment(plan: Plan, source: str) -> Environment | None:
-    """The environment a saved plan was made for, from its recorded settings (None: not recorded)."""
-    settings = plan.settings
-    if settings is None:
-        return None
-    try:
-        spec = EnvironmentFile.model_validate(
-            {"database": dict(settings.database), "allow_delete": settings.allow_delete}
-        )
-    except ValidationError as exc:
-        reason = str(exc.errors(include_url=False)[0]["msg"]).removeprefix("Value error, ")
-        raise UsageError(f"{source}: invalid database settings in the plan: {reason}") from None
-    return Environment(plan.environment, settings.environment_file, spec)
+    write.record_apply(
+        conn,
+        record,
+        hash_before=start.state_hash,
+        hash_after=digest(after_bytes),
+        summary=plan.summary,
+        snapshot=compress(snapshot_bytes),
+    )
+    return ApplyResult(record.apply_id, plan.summary)
 
 
 def open_database(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from harness import counts, dump
 
-from support import execute, init_and_apply, stale_message
+from support import assert_stale, execute, init_and_apply
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 GLOBEX = "0b7c8d9e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"
@@ -59,7 +59,7 @@ def repo(pg_url: str, make_repo: Any, tmp_path: Path) -> Any:
 def _assert_refused(repo: Any, url: str, saved: Path) -> None:
     before = dump(url)
     result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stdout, result.stderr) == (3, "", stale_message(saved))
+    assert_stale(result, saved)
     assert dump(url) == before
 
 

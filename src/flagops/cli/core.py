@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,7 +120,7 @@ def apply(
 ) -> int:
     """Apply a saved plan, or plan and apply after confirmation, in one transaction."""
     from flagops.planfile import loads
-    from flagops.reconcile import apply_plan, plan_and_apply, planned_environment
+    from flagops.reconcile import apply_saved, plan_and_apply
     from flagops.render.common import summary_line
     from flagops.render.text import render_text
 
@@ -128,19 +129,23 @@ def apply(
         if targets:
             raise UsageError("--target cannot be combined with a saved plan (plan with --target)")
         try:
-            text = plan_file.read_text(encoding="utf-8")
+            data = plan_file.read_bytes()
+            text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"{plan_file}: cannot read the plan: {exc}") from None
         reviewed = loads(text, str(plan_file))
         if reviewed.environment != environment:
             raise UsageError(f"the plan is for environment {reviewed.environment}, not {environment}")
-        # A saved plan carries its environment's database settings: it is applied as reviewed,
-        # without reading (or needing) the YAML on disk. Plans of format 1.0 fall back to it.
-        planned = planned_environment(reviewed, str(plan_file)) or ctx.load()
-        database = ctx.connect(planned, environment, "apply", write=True, lock_timeout=lock_timeout)
-        result = apply_plan(
+        # The plan file is a claim: the configuration in the working tree and the database decide
+        # what is applied, and where (docs/trust-model.md).
+        config = ctx.load()
+        database = ctx.connect(config, environment, "apply", write=True, lock_timeout=lock_timeout)
+        result = apply_saved(
+            config,
             database,
             reviewed,
+            plan_sha256=hashlib.sha256(data).hexdigest(),
+            git_commit=ctx.git_commit(),
             actor=ctx.actor,
             allow_delete=allow_delete,
             overwrite_drift=overwrite_drift,

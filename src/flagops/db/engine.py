@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,23 +113,6 @@ def open_engine(
         poolclass=NullPool,
         connect_args={"application_name": application_name[:63], "connect_timeout": 10},
     )
-
-
-def canceller(connection: sa.Connection) -> Callable[[], None]:
-    """A function that asks the server to stop the statement `connection` is running (Postgres),
-    safe to call from another thread than the one waiting on it; a failed request is ignored."""
-    driver = connection.connection.driver_connection
-    if not isinstance(driver, psycopg.Connection):
-        return lambda: None
-
-    def cancel() -> None:
-        with contextlib.suppress(psycopg.Error):
-            driver.cancel_safe(timeout=_CANCEL_TIMEOUT)
-
-    return cancel
-
-
-_CANCEL_TIMEOUT = 5.0
 
 
 def _scrub(message: str, url: URL) -> str:

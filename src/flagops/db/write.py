@@ -27,6 +27,8 @@ class ApplyRecord:
     git_commit: str | None
     targets: Sequence[str] | None
     started_at: dt.datetime
+    plan_sha256: str | None = None
+    """The sha256 of the saved plan file the apply executed; None when it planned for itself."""
 
 
 def mark_apply(connection: sa.Connection, apply_id: str) -> None:
@@ -313,5 +315,6 @@ def record_apply(
             changed=summary["change"],
             destroyed=summary["destroy"],
             snapshot=snapshot,
+            plan_sha256=record.plan_sha256,
         )
     )
