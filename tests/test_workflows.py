@@ -272,14 +272,6 @@ def test_checkouts_keep_no_credentials(path: Path) -> None:
             assert step.get("with", {}).get("persist-credentials") is False, f"{path.name} job {job_id}"
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_database_urls_come_only_from_secrets(path: Path) -> None:
-    text = path.read_text(encoding="utf-8")
-    for name, value in re.findall(r"\b(FLAGS_DATABASE_URL_[A-Z0-9_]+):\s*(.+)", text):
-        assert f"secrets.{name} " in value or f"secrets.{name}}}" in value, f"{path.name}: {name}: {value}"
-    assert "postgresql://" not in text.replace("postgresql://postgres@127.0.0.1:5432/postgres", "")
-
-
 def test_plan_comments_are_found_again_by_a_marker_per_environment() -> None:
     plan = load(ROOT / ".github" / "workflows" / "flags-plan.yml")
     environments = plan["jobs"]["plan"]["strategy"]["matrix"]["environment"]
@@ -293,24 +285,238 @@ def test_plan_comments_are_found_again_by_a_marker_per_environment() -> None:
     assert "updateComment" in script and "createComment" in script
 
 
-def test_production_applies_behind_the_environment_and_reports_a_stale_plan() -> None:
-    apply = load(ROOT / ".github" / "workflows" / "flags-apply.yml")
-    production = apply["jobs"]["production"]
-    assert production["environment"] == "production"
-    assert apply[True]["workflow_dispatch"]["inputs"]["plan_run_id"]["type"] == "string"
-    script = production["steps"][-1]["run"]
-    assert "exit 3" in script and 'exit "$status"' in script
-    assert "Re-run the flags plan workflow" in script
+# -- who holds which secret (docs/ci.md) ---------------------------------------------------------
+
+ENVIRONMENTS = ("staging", "production")
+WRITE_SECRETS = {
+    "FLAGS_DATABASE_URL_STAGING": "staging",
+    "FLAGS_DATABASE_URL_PRODUCTION": "production",
+    "FLAGS_PROMOTE_TOKEN": "promote",
+}
+"""Each secret that can change something, and the one environment that holds it."""
+PLAN_SECRETS = {
+    "FLAGS_PLAN_DATABASE_URL_STAGING": "staging-plan",
+    "FLAGS_PLAN_DATABASE_URL_PRODUCTION": "production-plan",
+}
+"""The read-only plan role's URLs, and the environment that holds each."""
+HOME = {**WRITE_SECRETS, **PLAN_SECRETS}
+UNTRUSTED_TRIGGERS = {"pull_request", "pull_request_target", "workflow_run", "issue_comment"}
+"""Events whose runs execute, or act on, code that nobody has merged."""
+SECRET = re.compile(r"secrets\.([A-Za-z_][A-Za-z0-9_]*)")
+GUARDED_SECRET = re.compile(r"matrix\.environment == '([a-z-]+)' && secrets\.([A-Za-z_][A-Za-z0-9_]*)")
+ZIZMOR_IGNORE = re.compile(r"#\s*zizmor:\s*ignore\[([a-z0-9-]+(?:,\s*[a-z0-9-]+)*)\](.*)$")
 
 
-def test_pre_commit_hook_runs_validate_on_the_flag_files() -> None:
-    [hook] = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
-    assert (hook["id"], hook["language"], hook["pass_filenames"]) == ("flags-validate", "python", False)
-    program, *args = shlex.split(hook["entry"])
-    assert program == "flags"
-    assert problems(Invocation(".pre-commit-hooks.yaml", tuple(args))) == []
-    files = re.compile(hook["files"])
-    for path in ["flags/growth.yaml", "environments/production.yaml", "flags/x.yml"]:
-        assert files.search(path), path
-    for path in ["README.md", "schema/flags.schema.json", "flags/sub/x.yaml", "src/flags/x.yaml"]:
-        assert not files.search(path), path
+def jobs() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(workflow file name, job id, job) of every job of every workflow."""
+    for path in WORKFLOWS:
+        for job_id, job in load(path)["jobs"].items():
+            yield path.name, job_id, job
+
+
+JOB_IDS = [f"{workflow}:{job_id}" for workflow, job_id, _ in jobs()]
+
+
+def triggers(name: str) -> set[str]:
+    on = load(ROOT / ".github" / "workflows" / name)[True]  # YAML 1.1 reads the key `on` as true
+    return {on} if isinstance(on, str) else set(on)
+
+
+def environments_of(job: dict[str, Any]) -> set[str]:
+    """The environment names a job runs under, one per matrix value when it names the matrix."""
+    environment = job.get("environment")
+    if environment is None:
+        return set()
+    name = environment["name"] if isinstance(environment, dict) else environment
+    if "${{ matrix.environment }}" not in name:
+        assert "${{" not in name, name
+        return {name}
+    values = job["strategy"]["matrix"]["environment"]
+    return {name.replace("${{ matrix.environment }}", value) for value in values}
+
+
+def secrets_of(job: dict[str, Any]) -> set[str]:
+    return set(SECRET.findall(yaml.safe_dump(job, width=10_000))) - {"GITHUB_TOKEN"}
+
+
+def test_the_secret_tables_name_every_secret_the_workflows_use() -> None:
+    used = set().union(*(secrets_of(job) for _, _, job in jobs()))
+    assert used == set(HOME)
+
+
+@pytest.mark.parametrize(("workflow", "job_id", "job"), list(jobs()), ids=JOB_IDS)
+def test_no_job_outside_an_environment_holds_a_secret(
+    workflow: str, job_id: str, job: dict[str, Any]
+) -> None:
+    if "environment" not in job:
+        assert secrets_of(job) == set(), f"{workflow} job {job_id}"
+
+
+@pytest.mark.parametrize(("workflow", "job_id", "job"), list(jobs()), ids=JOB_IDS)
+def test_each_secret_is_read_only_under_the_environment_that_holds_it(
+    workflow: str, job_id: str, job: dict[str, Any]
+) -> None:
+    """A job names only the secrets of its own environment; in a matrix, each leg only its own."""
+    environments = environments_of(job)
+    for secret in secrets_of(job):
+        assert HOME[secret] in environments, f"{workflow} job {job_id}: {secret} under {environments}"
+    if "strategy" in job:
+        text = yaml.safe_dump(job, width=10_000)
+        guarded = GUARDED_SECRET.findall(text)
+        assert len(guarded) == len(SECRET.findall(text)), f"{workflow} job {job_id}: unguarded secret"
+        for leg, secret in guarded:
+            assert environments_of({**job, "strategy": {"matrix": {"environment": [leg]}}}) == {HOME[secret]}
+
+
+@pytest.mark.parametrize(("workflow", "job_id", "job"), list(jobs()), ids=JOB_IDS)
+def test_pull_requests_never_reach_a_write_credential(
+    workflow: str, job_id: str, job: dict[str, Any]
+) -> None:
+    if triggers(workflow) & UNTRUSTED_TRIGGERS:
+        assert not environments_of(job) & set(WRITE_SECRETS.values()), f"{workflow} job {job_id}"
+        assert not secrets_of(job) & set(WRITE_SECRETS), f"{workflow} job {job_id}"
+
+
+def test_write_environments_are_reached_only_from_main() -> None:
+    """Jobs under a write environment run on pushes to main or on dispatches (the environments'
+    deployment branch rule, main only, is what refuses a dispatch on another branch: docs/ci.md)."""
+    for workflow, _, job in jobs():
+        if not environments_of(job) & set(WRITE_SECRETS.values()):
+            continue
+        assert triggers(workflow) <= {"push", "workflow_dispatch"}, workflow
+        if "push" in triggers(workflow):
+            on = load(ROOT / ".github" / "workflows" / workflow)[True]
+            assert on["push"]["branches"] == ["main"], workflow
+
+
+# -- the merge and dispatch flow: plan, show, approve, apply exactly that -------------------------
+
+APPLY = ROOT / ".github" / "workflows" / "flags-apply.yml"
+
+
+def _step(job: dict[str, Any], uses: str) -> list[dict[str, Any]]:
+    return [s for s in job["steps"] if str(s.get("uses", "")).startswith(uses + "@")]
+
+
+def _script(job: dict[str, Any]) -> str:
+    return "\n".join(s["run"] for s in job["steps"] if "run" in s)
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_apply_needs_the_plan_job_of_this_run_and_waits_behind_the_environment(environment: str) -> None:
+    workflow = load(APPLY)["jobs"]
+    plan, apply = workflow[f"plan-{environment}"], workflow[f"apply-{environment}"]
+    assert apply["needs"] == f"plan-{environment}"
+    assert apply["environment"] == environment
+    assert plan["environment"] == f"{environment}-plan"
+    assert secrets_of(plan) == {f"FLAGS_PLAN_DATABASE_URL_{environment.upper()}"}
+    assert secrets_of(apply) == {f"FLAGS_DATABASE_URL_{environment.upper()}"}
+    assert apply["if"] == f"needs.plan-{environment}.outputs.changes == 'true'"
+    # Nothing else in the run can write: only the apply jobs hold a write credential.
+    writers = {job_id for job_id, job in workflow.items() if secrets_of(job) & set(WRITE_SECRETS)}
+    assert writers == {f"apply-{e}" for e in ENVIRONMENTS}
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_plan_and_apply_check_out_the_same_commit(environment: str) -> None:
+    workflow = load(APPLY)["jobs"]
+    for job_id in (f"plan-{environment}", f"apply-{environment}"):
+        (checkout,) = _step(workflow[job_id], "actions/checkout")
+        assert checkout["with"]["ref"] == "${{ github.sha }}", job_id
+        assert "path" not in checkout["with"], job_id
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_plan_is_shown_in_the_summary_and_saved_in_this_run(environment: str) -> None:
+    plan = load(APPLY)["jobs"][f"plan-{environment}"]
+    assert plan["env"] == {"ENVIRONMENT": environment}
+    script = _script(plan)
+    assert '--out "plan-$ENVIRONMENT.json" > "plan-$ENVIRONMENT.md"' in script
+    assert 'cat "plan-$ENVIRONMENT.md"' in script and '>> "$GITHUB_STEP_SUMMARY"' in script
+    assert plan["outputs"] == {
+        "changes": "${{ steps.plan.outputs.changes }}",
+        "sha256": "${{ steps.plan.outputs.sha256 }}",
+    }
+    (upload,) = _step(plan, "actions/upload-artifact")
+    assert upload["with"]["name"] == f"plan-{environment}"
+    assert f"plan-{environment}.json" in upload["with"]["path"].split()
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_apply_downloads_the_plan_of_this_run_and_applies_exactly_it(environment: str) -> None:
+    apply = load(APPLY)["jobs"][f"apply-{environment}"]
+    assert apply["env"] == {"ENVIRONMENT": environment}
+    (download,) = _step(apply, "actions/download-artifact")
+    # No run-id, repository or token: the artifact of this very run, uploaded by its plan job.
+    assert download["with"] == {"name": f"plan-{environment}", "path": "planned"}
+    applies = [i.args for i in invocations(_script(apply), "apply") if i.args[0] == "apply"]
+    planned = "planned/plan-$ENVIRONMENT.json"
+    assert applies == [("apply", "--env", "$ENVIRONMENT", planned, "--lock-timeout", "300")]
+    step = next(s for s in apply["steps"] if "flags apply" in s.get("run", ""))
+    assert step["env"]["PLAN_SHA256"] == f"${{{{ needs.plan-{environment}.outputs.sha256 }}}}"
+    assert "sha256sum --check --strict" in step["run"]
+    assert step["run"].index("sha256sum") < step["run"].index("flags apply")
+
+
+def test_plan_and_apply_of_an_environment_take_turns() -> None:
+    """A run's plan waits while another run's apply of that environment waits or runs, so that
+    it plans against what that apply leaves."""
+    workflow = load(APPLY)["jobs"]
+    for environment in ENVIRONMENTS:
+        for kind in ("plan", "apply"):
+            assert workflow[f"{kind}-{environment}"]["concurrency"] == {
+                "group": f"flags-{environment}",
+                "cancel-in-progress": False,
+            }
+
+
+def test_the_two_environments_run_the_same_steps() -> None:
+    """staging and production jobs differ only in their names, so a fix to one reaches the other."""
+    workflow = load(APPLY)["jobs"]
+    for kind in ("plan", "apply"):
+        staging = yaml.safe_dump(workflow[f"{kind}-staging"], width=10_000)
+        production = yaml.safe_dump(workflow[f"{kind}-production"], width=10_000)
+        assert staging.replace("staging", "production").replace("STAGING", "PRODUCTION") == production, kind
+
+
+def test_no_dispatch_applies_a_plan_from_another_run() -> None:
+    on = load(APPLY)[True]
+    assert on["workflow_dispatch"]["inputs"] == {
+        "environment": {
+            "description": on["workflow_dispatch"]["inputs"]["environment"]["description"],
+            "required": True,
+            "type": "choice",
+            "options": list(ENVIRONMENTS),
+        }
+    }
+    for path in WORKFLOWS:
+        for job_id, step in run_steps(path):
+            keys = set(step.get("with", {}))
+            assert not keys & {"run-id", "repository", "github-token"}, f"{path.name} job {job_id}"
+
+
+# -- the linters' exceptions ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actions_are_pinned_to_a_version_tag(path: Path) -> None:
+    """zizmor's unpinned-uses is accepted for version tags only (scripts/lint-workflows.sh)."""
+    for job_id, step in run_steps(path):
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@v\d+(\.\d+){0,2}", step["uses"]), f"{path.name} {job_id}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_zizmor_ignore_says_why(path: Path) -> None:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if "zizmor:" in line:
+            match = ZIZMOR_IGNORE.search(line)
+            assert match is not None, f"{path.name}:{number}: not an ignore comment zizmor reads"
+            assert match.group(1) != "secrets-outside-env", f"{path.name}:{number}"
+            assert len(match.group(2).split()) >= 4, f"{path.name}:{number}: give the reason"
+
+
+def test_the_ci_page_names_every_environment_and_secret() -> None:
+    page = (ROOT / "docs" / "ci.md").read_text(encoding="utf-8")
+    names = set(HOME) | set(HOME.values()) | {p.name for p in WORKFLOWS}
+    assert {name for name in names if f"`{name}`" not in page} == set()
