@@ -61,7 +61,9 @@ PLAN_GRANTS = [
     # org_feature_flags has row-level security (migration 0002): SELECT on feature_flag_applies is
     # what shows a managing role every org's overrides (the application role never has it).
 ]
-"""The plan-only role of CI: plan, history, import, eval --live."""
+"""The plan-only role of CI: plan, history, import, eval --live (docs/ci.md, "The plan role")."""
+
+DOCS_CI = Path(__file__).resolve().parents[2] / "docs" / "ci.md"
 
 APPLY_GRANTS = [
     "GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}",
@@ -128,6 +130,23 @@ def roles(pg_url: str, make_repo: Any) -> Iterator[Roles]:
 
 def _next(repo: Repo) -> None:
     repo.configure(NEXT_FLAGS, NEXT_ENV)
+
+
+def documented_plan_grants() -> list[str]:
+    """The GRANTs of the plan role in docs/ci.md, its role and database names made placeholders."""
+    page = DOCS_CI.read_text(encoding="utf-8")
+    section = page[page.index("## The plan role") :]
+    start = section.index("```sql\n") + len("```sql\n")
+    sql = section[start : section.index("```", start)]
+    statements = [" ".join(s.split()) for s in sql.split(";") if s.strip()]
+    assert statements[0].startswith("CREATE ROLE flagops_plan LOGIN"), statements
+    return [
+        s.replace("flagops_plan", "{role}").replace("flags_production", "{database}") for s in statements[1:]
+    ]
+
+
+def test_the_plan_role_of_the_ci_page_is_the_one_tested() -> None:
+    assert documented_plan_grants() == [" ".join(g.split()) for g in PLAN_GRANTS]
 
 
 def test_a_plan_only_role_plans_like_the_owner_and_cannot_write(
@@ -275,3 +294,57 @@ def test_the_application_role_reads_only_its_own_orgs_overrides_and_no_audit(
     assert result.stderr.startswith(
         "reading environment test: permission denied for table flagops_schema_version"
     )
+
+
+def test_the_ci_plan_role_plans_as_the_workflows_do_and_cannot_write(
+    pg_url: str, make_repo: Any, roles: Roles, tmp_path: Path
+) -> None:
+    """The role of docs/ci.md, as CI's plan jobs run it: only SELECT, a markdown plan saved with
+    --detailed-exitcode, a plan the drift blocks; apply and kill fail cleanly and write nothing."""
+    role = roles.make("plan", documented_plan_grants())
+    with psycopg.connect(pg_url) as owner:
+        database = database_name(pg_url)
+        assert owner.execute(
+            "SELECT has_database_privilege(%s, %s, 'TEMPORARY'),"
+            " has_database_privilege(%s, %s, 'CREATE'), has_schema_privilege(%s, 'public', 'CREATE')",
+            (role, database, role, database, role),
+        ).fetchone() == (False, False, False)
+        for table in (
+            "feature_flags",
+            "org_feature_flags",
+            "feature_flag_audit_log",
+            "feature_flag_applies",
+            "flagops_schema_version",
+        ):
+            granted = {
+                privilege
+                for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+                if owner.execute(
+                    "SELECT has_table_privilege(%s, %s, %s)", (role, table, privilege)
+                ).fetchone()
+                == (True,)
+            }
+            assert granted == {"SELECT"}, table
+    repo = make_repo(as_user(pg_url, role), flags=FLAGS, env_body=ENV)
+    _next(repo)
+    saved = tmp_path / "plan-test.json"
+    plan = ["plan", "--env", "test", "--detailed-exitcode", "--format", "markdown", "--out", str(saved)]
+    planned = repo.flags(*plan)
+    assert planned.exit_code == 2, planned.output
+    assert planned.stdout.startswith(f"**{NEXT_PLAN}**"), planned.stdout
+    before = dump(pg_url)
+    for command in (
+        ["apply", "--env", "test", str(saved), "--lock-timeout", "300"],
+        ["apply", "--env", "test", "--auto-approve"],
+        ["kill", "lead_scoring", "--env", "test", "--reason", "x"],
+    ):
+        result = repo.flags(*command)
+        assert (result.exit_code, result.stdout) == (1, ""), (command, result.output)
+        assert result.stderr.count("\n") == 1 and "permission denied for " in result.stderr, command
+        assert "Traceback" not in result.stderr
+    assert dump(pg_url) == before
+    # Drift is read from the audit log: the plan names who made it, and is blocked (exit 5).
+    execute(pg_url, "UPDATE feature_flags SET rollout_percentage = 12.5 WHERE flag_key = 'lead_scoring'")
+    blocked = repo.flags(*plan)
+    assert blocked.exit_code == 5, blocked.output
+    assert "by postgres" in blocked.stdout and "Blocked" in blocked.stdout
