@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +18,7 @@ import pytest
 import yaml
 
 from flagops.cli import cli
+from support import COMMIT, FLAGS, Repo, everything, execute, init_and_apply
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
@@ -520,3 +525,100 @@ def test_the_ci_page_names_every_environment_and_secret() -> None:
     page = (ROOT / "docs" / "ci.md").read_text(encoding="utf-8")
     names = set(HOME) | set(HOME.values()) | {p.name for p in WORKFLOWS}
     assert {name for name in names if f"`{name}`" not in page} == set()
+
+
+# -- the plan and apply scripts themselves, run as the runner runs them ---------------------------
+
+CHANGED_FLAGS = """
+flags:
+  lead_scoring: {name: Lead Scoring, owner: growth, rollout_percentage: 60}
+  sms_campaigns: {name: SMS Campaigns, owner: growth}
+"""
+
+
+@dataclass
+class Runner:
+    """A job's `run:` steps executed the way a GitHub runner does, in a repository directory."""
+
+    repo: Repo
+    tmp: Path
+
+    def run(self, job_id: str, needle: str, **env: str) -> tuple[int, str, dict[str, str], str]:
+        """(exit status, stdout and stderr, GITHUB_OUTPUT entries, step summary) of the step of
+        flags-apply.yml's `job_id` whose script contains `needle`."""
+        job = load(APPLY)["jobs"][job_id]
+        (step,) = [s for s in job["steps"] if needle in s.get("run", "")]
+        script = self.tmp / f"{job_id}.sh"
+        script.write_text(step["run"], encoding="utf-8")
+        output, summary = self.tmp / "output", self.tmp / "summary"
+        output.write_text("", encoding="utf-8")
+        summary.write_text("", encoding="utf-8")
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+            cwd=self.repo.path,
+            env={
+                "PATH": f"{Path(FLAGS).parent}{os.pathsep}{os.environ['PATH']}",
+                "GITHUB_SHA": COMMIT,
+                "GITHUB_OUTPUT": str(output),
+                "GITHUB_STEP_SUMMARY": str(summary),
+                **self.repo.env,
+                "ENVIRONMENT": "test",
+                **env,
+            },
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        outputs = dict(line.split("=", 1) for line in output.read_text(encoding="utf-8").splitlines())
+        return done.returncode, done.stdout + done.stderr, outputs, summary.read_text(encoding="utf-8")
+
+    def plan(self) -> tuple[int, str, dict[str, str], str]:
+        return self.run("plan-staging", "flags plan")
+
+    def apply(self, sha256: str) -> tuple[int, str, dict[str, str], str]:
+        """The apply step, with the plan job's file handed over as the artifact download does."""
+        planned = self.repo.path / "planned"
+        planned.mkdir(exist_ok=True)
+        shutil.copyfile(self.repo.path / "plan-test.json", planned / "plan-test.json")
+        return self.run("apply-staging", "flags apply", PLAN_SHA256=sha256)
+
+
+@pytest.fixture
+def runner(pg_url: str, make_repo: Any, tmp_path: Path) -> Runner:
+    repo = init_and_apply(make_repo(pg_url))
+    repo.configure(CHANGED_FLAGS)
+    return Runner(repo, tmp_path)
+
+
+def test_the_apply_job_applies_the_plan_its_plan_job_showed(runner: Runner, pg_url: str) -> None:
+    status, log, outputs, summary = runner.plan()
+    assert status == 0, log
+    saved = runner.repo.path / "plan-test.json"
+    assert outputs == {"changes": "true", "sha256": hashlib.sha256(saved.read_bytes()).hexdigest()}
+    assert summary.startswith("**Plan: 0 to add, 1 to change, 0 to destroy.** Environment `test`.")
+    assert f"commit `{COMMIT}`, sha256 `{outputs['sha256']}`" in summary
+    status, log, _, _ = runner.apply(outputs["sha256"])
+    assert status == 0, log
+    assert "Apply complete! 0 added, 1 changed, 0 destroyed in environment test" in log
+    status, log, outputs, summary = runner.plan()
+    assert (status, outputs["changes"]) == (0, "false"), log
+    assert "No changes." in summary
+
+
+def test_the_apply_job_refuses_a_file_other_than_the_one_planned(runner: Runner, pg_url: str) -> None:
+    status, log, _, _ = runner.plan()
+    assert status == 0, log
+    before = everything(pg_url)
+    status, log, _, _ = runner.apply("0" * 64)
+    assert status == 1, log
+    assert "planned/plan-test.json is not the plan the plan job saved" in log
+    assert "Apply complete" not in log
+    assert everything(pg_url) == before
+
+
+def test_a_blocked_plan_fails_the_plan_job_and_is_not_offered(runner: Runner, pg_url: str) -> None:
+    execute(pg_url, "UPDATE feature_flags SET rollout_percentage = 12.5 WHERE flag_key = 'lead_scoring'")
+    status, log, outputs, summary = runner.plan()
+    assert (status, outputs) == (5, {}), log
+    assert "::error title=Blocked plan::a guard blocks the test plan" in log
+    assert "Blocked" in summary and "sha256" in summary
