@@ -159,81 +159,61 @@ def _saved_plan(repo: Any, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     return saved, json.loads(saved.read_text())
 
 
-PATTERN = "^[a-z][a-z0-9_]{0,62}$"
 INJECTED_KEY = "x'; DROP TABLE feature_flags; --"
 INJECTED_ORG = f"{ACME}' OR '1'='1"
-NOT_BOOL = "an org override's 'after' must be {\"enabled\": true|false}"
+CHANGED = f"override.{ACME}.flag_1: planned now, not in the saved plan"
+EXTRA = ": in the saved plan, not planned now"
 CRAFTED = {
-    "flag_key": (
-        "flag_key",
-        INJECTED_KEY,
-        f"override.{ACME}.{INJECTED_KEY}: flag key {INJECTED_KEY!r} does not match {PATTERN}",
-    ),
-    "flag_key-newline": (
-        "flag_key",
-        "flag_1\n",
-        f"override.{ACME}.flag_1\\n: flag key 'flag_1\\n' does not match {PATTERN}",
-    ),
-    "org_id": (
-        "org_id",
-        INJECTED_ORG,
-        f"override.{INJECTED_ORG}.flag_1: org id {INJECTED_ORG!r} is not a lowercase UUID",
-    ),
-    "org_id-upper": (
-        "org_id",
-        ACME.upper(),
-        f"override.{ACME.upper()}.flag_1: org id {ACME.upper()!r} is not a lowercase UUID",
-    ),
+    "flag_key": ("flag_key", INJECTED_KEY, f"override.{ACME}.{INJECTED_KEY}{EXTRA}"),
+    "flag_key-newline": ("flag_key", "flag_1\n", f"override.{ACME}.flag_1\\n{EXTRA}"),
+    "org_id": ("org_id", INJECTED_ORG, f"override.{INJECTED_ORG}.flag_1{EXTRA}"),
+    "org_id-upper": ("org_id", ACME.upper(), f"override.{ACME.upper()}.flag_1{EXTRA}"),
     "enabled": (
         "after",
         {"enabled": "true'); DROP TABLE org_feature_flags; --"},
-        f"override.{ACME}.flag_1: {NOT_BOOL}",
+        f"override.{ACME}.flag_1: planned differently now",
     ),
     "extra-column": (
         "after",
         {"enabled": True, "org_id = org_id; --": 1},
-        f"override.{ACME}.flag_1: {NOT_BOOL}",
+        f"override.{ACME}.flag_1: planned differently now",
     ),
 }
 
 
 @pytest.mark.parametrize(("field", "value", "problem"), CRAFTED.values(), ids=CRAFTED.keys())
-def test_a_crafted_plan_file_is_refused_before_any_sql(
+def test_a_crafted_plan_file_never_reaches_sql(
     repo: Any, pg_url: str, tmp_path: Path, field: str, value: Any, problem: str
 ) -> None:
+    """A saved plan's values are only compared with the plan derived again: crafted ones are named
+    (line breaks escaped) and refused, and nothing of them is written."""
     saved, plan = _saved_plan(repo, tmp_path)
     [change] = [c for c in plan["changes"] if c["subject"] == "org_override"]
     change[field] = value
     saved.write_text(json.dumps(plan))
     before = dump(pg_url)
     result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stdout, result.stderr) == (
-        1,
-        "",
-        f"the plan holds values no configuration could produce ({problem}); nothing was written."
-        " Run flags plan again.\n",
+    assert (result.exit_code, result.stdout) == (3, "")
+    assert result.stderr.startswith(
+        "the saved plan is not what the configuration and the database produce now ("
     )
+    assert result.stderr.count("\n") == 1
+    assert problem in result.stderr
+    if field != "after":
+        assert CHANGED in result.stderr
     assert dump(pg_url) == before
-    # Refused before connecting: the same answer with the database out of reach.
-    unreachable = repo.flags(
-        "apply", "--env", "test", str(saved), env={"FLAGS_TEST_URL": "postgresql://flagops@127.0.0.1:1/flags"}
-    )
-    assert (unreachable.exit_code, unreachable.stderr) == (1, result.stderr)
 
 
-def test_a_crafted_database_variable_in_a_plan_file_is_refused(
+def test_a_crafted_database_variable_in_a_plan_file_is_never_read(
     repo: Any, pg_url: str, tmp_path: Path
 ) -> None:
-    """A saved plan names the variable holding its database URL; a crafted name is refused, unread."""
+    """The database comes from the environment file: a crafted variable name in a plan is not read."""
     saved, plan = _saved_plan(repo, tmp_path)
     plan["settings"]["database"] = {"url_env": "FLAGS_TEST_URL; DROP TABLE feature_flags"}
     saved.write_text(json.dumps(plan))
     before = dump(pg_url)
     result = repo.flags("apply", "--env", "test", str(saved))
-    assert (result.exit_code, result.stdout, result.stderr) == (
-        1,
-        "",
-        f"{saved}: invalid database settings in the plan: String should match pattern"
-        " '^[A-Za-z_][A-Za-z0-9_]*$'\n",
-    )
+    assert (result.exit_code, result.stdout) == (3, "")
+    assert "settings: not those of environments/test.yaml now" in result.stderr
+    assert "DROP TABLE" not in result.stderr
     assert dump(pg_url) == before
