@@ -362,7 +362,7 @@ def test_adopt_reports_what_the_configuration_cannot_hold() -> None:
     actual = State(
         {
             "lead_scoring": _row(name=""),
-            "Bad-Key": _row(),
+            "Bad Key": _row(),
         },
         {("lead_scoring", "NOT-A-UUID"): True},
     )
@@ -370,7 +370,7 @@ def test_adopt_reports_what_the_configuration_cannot_hold() -> None:
     assert adoption.assignments == ()
     assert adoption.only_in_config == ("sms_campaigns",)
     assert adoption.warnings == (
-        "flag 'Bad-Key' in the database has a key flags cannot manage (must match ^[a-z][a-z0-9_]{0,62}$);"
+        "flag 'Bad Key' in the database has a key flags cannot manage (must match ^[A-Za-z][A-Za-z0-9_.-]{0,127}$);"
         " not imported",
         "flag lead_scoring has no name in the database; kept 'Lead Scoring' from flags/main.yaml",
         "org id 'NOT-A-UUID' in the database is not a lowercase UUID; its overrides are not imported",

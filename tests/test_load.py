@@ -196,9 +196,11 @@ def test_keys_are_read_as_written() -> None:
     """`1:` and `"1":` are the same key; `true:` is the flag key 'true', not a boolean."""
     assert _problems({"flags/main.yaml": b"flags:\n  1: {name: A}\n  '1': {name: B}\n"}) == [
         "flags/main.yaml:3:3: duplicate key '1'",
-        "flags/main.yaml:3:3: flag key '1' must match ^[a-z][a-z0-9_]{0,62}$",
+        "flags/main.yaml:3:3: flag key '1' must match ^[A-Za-z][A-Za-z0-9_.-]{0,127}$",
     ]
     assert list(load_config({"flags/main.yaml": b"flags:\n  true: {name: T}\n"}).flags) == ["true"]
+    capitals = b"flags:\n  False: {name: F}\n  NULL: {name: N}\n"
+    assert list(load_config({"flags/main.yaml": capitals}).flags) == ["False", "NULL"]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import uuid
 from collections import Counter
 from decimal import Decimal
@@ -82,6 +84,30 @@ def test_python_agrees_with_every_vector() -> None:
         if got != want or bucket(c["flag_key"], c["org_id"]) != c["bucket"]:
             wrong.append((c, got))
     assert wrong == []
+
+
+def test_vectors_hash_keys_of_every_style_as_written() -> None:
+    """`beta_export`, `beta-export`, `betaExport`, `BetaExport`, `beta.export` and `BETA_EXPORT` are
+    six keys: none is folded to another before hashing, so each has its own bucket."""
+    by_org: dict[str, list[dict[str, Any]]] = {}
+    for c in CASES:
+        if re.fullmatch(r".*_[0-9]+", c["flag_key"]) is None:  # the others are word_word_123456
+            by_org.setdefault(c["org_id"], []).append(c)
+    assert len(by_org) == 20
+    for group in by_org.values():
+        keys = [c["flag_key"] for c in group]
+        assert len(keys) == 6 and len({re.sub("[^a-z0-9]", "", k.lower()) for k in keys}) == 1
+        assert all(re.fullmatch(FLAG_KEY_PATTERN, k) for k in keys)
+        assert [bucket(c["flag_key"], c["org_id"]) for c in group] == [c["bucket"] for c in group]
+    buckets = [len({c["bucket"] for c in group}) for group in by_org.values()]
+    assert sum(buckets) > 100  # 120 keys: collisions of 10,000 buckets are rare, folding would give 20
+
+
+def test_a_key_is_hashed_as_written() -> None:
+    digest = hashlib.md5(f"BetaReports:{ACME}".encode()).digest()
+    assert bucket("BetaReports", ACME) == int.from_bytes(digest[:4], "big") % 10000
+    assert bucket("BetaReports", ACME) != bucket("betareports", ACME)
+    assert bucket("checkout.v2", ACME) != bucket("checkout_v2", ACME)
 
 
 def test_bucket_is_md5_of_key_colon_org() -> None:

@@ -101,7 +101,7 @@ INVALID = [
     ("flags", FLAG + '    enabled: "yes"\n', "enabled"),
     ("flags", FLAG + "    rollout_percentage: 150\n", "rollout_percentage"),
     ("flags", FLAG + '    rollout_percentage: "50"\n', "rollout_percentage"),
-    ("flags", FLAG + "  Lead-Scoring:\n    name: Bad Key\n", "Lead-Scoring"),
+    ("flags", FLAG + "  Lead Scoring:\n    name: Bad Key\n", "Lead Scoring"),
     ("flags", "flags:\n  lead_scoring:\n    description: no name\n", "name"),
     ("environment", DB + "colour: red\n", "colour"),
     ("environment", DB + "orgs:\n  not-a-uuid:\n    lead_scoring: true\n", "not-a-uuid"),

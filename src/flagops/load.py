@@ -205,6 +205,30 @@ def _validate(model: type[BaseModel], data: Any, problems: _FileProblems, *, is_
         return None
 
 
+def _case_clash(
+    key: str,
+    folded: Mapping[str, str],
+    flag_paths: Mapping[str, str],
+    files: Sequence[_FileProblems],
+    problems: _FileProblems,
+) -> bool:
+    """Report `key` when a flag already defined differs from it only in case (keys are kept as
+    written, so `BetaReports` and `betareports` would be two flags nobody can tell apart)."""
+    first = folded.get(key.lower())
+    if first is None:
+        return False
+    path = flag_paths[first]
+    text = next(f.text for f in files if f.path == path)
+    where = yamlfile.locate(text, [(("flags", first), True)])[0]
+    problems.add(
+        ["flags", key],
+        f"flag key {key!r} equals {first!r} ({path}:{where.line}:{where.column}) ignoring case;"
+        " keys must differ in more than case",
+        key=True,
+    )
+    return True
+
+
 def config_hash(sources: Mapping[str, bytes]) -> str:
     """A digest of the configuration files (path and content), in a stable order."""
     digest = hashlib.sha256()
@@ -226,6 +250,7 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
     environments: dict[str, Environment] = {}
     flags_ok = True
     named: set[str] = set()  # every key a flags file names, valid or not (a superset of `flags`)
+    folded: dict[str, str] = {}  # each defined key in lowercase -> the key as written
     env_files: list[tuple[str, _FileProblems, EnvironmentFile]] = []
     kinds = {path: _kind_of(path) for path in sources}
 
@@ -270,6 +295,9 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
                         key=True,
                     )
                     continue
+                if _case_clash(key, folded, flag_paths, files, problems):
+                    continue
+                folded[key.lower()] = key
                 flags[key] = definition
                 flag_paths[key] = path
         else:

@@ -23,8 +23,11 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-FLAG_KEY_MAX = 63
-FLAG_KEY_PATTERN = rf"^[a-z][a-z0-9_]{{0,{FLAG_KEY_MAX - 1}}}$"
+FLAG_KEY_MAX = 128
+FLAG_KEY_PATTERN = rf"^[A-Za-z][A-Za-z0-9_.-]{{0,{FLAG_KEY_MAX - 1}}}$"
+"""A flag key: letters (either case), digits, `_`, `-` and `.`, starting with a letter, kept exactly as
+written (`lead_scoring`, `new-dashboard`, `BetaReports`, `checkout.v2`); two keys equal ignoring case
+are refused by the loader."""
 ORG_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 ENV_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
