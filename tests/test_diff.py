@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagops.diff import apply_changes, diff, find_drift
-from flagops.plan import Action, Blocked, Change, Drift, Subject, guard
+from flagops.diff import apply_changes, diff, find_drift, unmanaged
+from flagops.plan import Action, Blocked, Change, Drift, Subject, Unmanaged, guard
 from flagops.state import EMPTY, FlagRow, State, flag_dict
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
@@ -446,3 +446,43 @@ def test_a_drifted_delete_reports_both_guards_only_once_each() -> None:
     assert [b.reason.split(";")[0] for b in blocked] == ["would be deleted"]
     blocked = _guard(diff(EMPTY, actual), actual, drift, allow_delete=True)
     assert [b.reason.split(";")[0] for b in blocked] == ["changed outside flags"]
+
+
+# -- unmanaged rows: a key flags cannot manage is left alone ---------------------------------------
+
+UNMANAGED_ACTUAL = state(
+    {"lead_scoring": LEAD, "9lives": row("Nine"), "bad key": row("Bad", protected=True)},
+    {("lead_scoring", ACME): True, ("9lives", ACME): True, ("9lives", GLOBEX): False},
+)
+
+
+def test_unmanaged_rows_are_never_deleted_and_listed_once_each() -> None:
+    assert diff(state({"lead_scoring": LEAD}, {("lead_scoring", ACME): True}), UNMANAGED_ACTUAL) == ()
+    assert unmanaged(UNMANAGED_ACTUAL) == (Unmanaged("9lives", 2), Unmanaged("bad key", 0))
+    assert unmanaged(state({"lead_scoring": LEAD, "new-dashboard": LEAD, "BetaReports": LEAD})) == ()
+    assert str(Unmanaged("9lives", 2)) == (
+        "flag.9lives: unmanaged, left alone (not a valid flag key: letters, digits, _, - and .,"
+        " starting with a letter, at most 128 characters; with its 2 org override(s))"
+    )
+    assert Unmanaged("bad\nkey").address == "flag.bad\\nkey"
+
+
+def test_keys_of_every_style_are_managed_as_written() -> None:
+    actual = state({"new-dashboard": LEAD, "BetaReports": LEAD}, {("checkout.v2", ACME): True})
+    desired = state({"checkout.v2": LEAD, "betareports": LEAD})
+    assert [c.address for c in diff(desired, actual)] == [
+        "flag.BetaReports",
+        "flag.betareports",
+        "flag.checkout.v2",
+        "flag.new-dashboard",
+        f"override.{ACME}.checkout.v2",
+    ]
+
+
+def test_unmanaged_rows_are_never_drift_nor_blocked() -> None:
+    desired = state({"lead_scoring": LEAD}, {("lead_scoring", ACME): True})
+    last = state({"lead_scoring": LEAD, "9lives": row("Nine")}, {("lead_scoring", ACME): True})
+    drift, adopted = find_drift(desired, UNMANAGED_ACTUAL, last)
+    assert (drift, adopted) == ([], 0)
+    changes = diff(desired, UNMANAGED_ACTUAL)
+    assert changes == () and _guard(changes, UNMANAGED_ACTUAL, drift) == ()

@@ -6,9 +6,10 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from flagops.adopt import adopt
+from flagops.adopt import SharedDifference, adopt
 from flagops.db.migrate import HEAD
 from flagops.load import load_config
+from flagops.plan import Unmanaged
 from flagops.state import FlagRow, State
 from flagops.yamledit import REMOVE
 from support import connected, init_and_apply, sql
@@ -74,7 +75,6 @@ def test_import_accepts_drift_so_the_next_plan_is_clean(db_url: str, make_repo: 
         db_url,
         "UPDATE feature_flags SET rollout_percentage = 25 WHERE flag_key = 'lead_scoring'",
         "UPDATE feature_flags SET killed = true, enabled_globally = true WHERE flag_key = 'sms_campaigns'",
-        "UPDATE feature_flags SET description = 'Scores leads' WHERE flag_key = 'lead_scoring'",
         f"UPDATE org_feature_flags SET enabled = true WHERE org_id = '{ACME}' AND flag_key = 'lead_scoring'",
         f"DELETE FROM org_feature_flags WHERE org_id = '{BETA}'",
         f"INSERT INTO org_feature_flags (org_id, flag_key, enabled) VALUES ('{GAMMA}', 'lead_scoring', true)",
@@ -85,8 +85,6 @@ def test_import_accepts_drift_so_the_next_plan_is_clean(db_url: str, make_repo: 
 
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == (
-        "flags/main.yaml:\n"
-        '  ~ lead_scoring.description: "Scores inbound leads" -> "Scores leads"\n'
         "environments/test.yaml:\n"
         "  ~ lead_scoring.rollout_percentage: 10 -> 25\n"
         "  ~ sms_campaigns.enabled: false -> true\n"
@@ -94,7 +92,7 @@ def test_import_accepts_drift_so_the_next_plan_is_clean(db_url: str, make_repo: 
         f"  - orgs.{BETA}.sms_campaigns (was false)\n"
         f"  ~ orgs.{ACME}.lead_scoring: false -> true\n"
         f"  + orgs.{GAMMA}.lead_scoring: true\n"
-        "Imported 7 value(s) from the database of environment test into 2 file(s).\n"
+        "Imported 6 value(s) from the database of environment test into 1 file(s).\n"
     )
     env_after = _read(repo, "environments/test.yaml")
     assert _changed_lines(env_before, env_after) == [
@@ -110,10 +108,7 @@ def test_import_accepts_drift_so_the_next_plan_is_clean(db_url: str, make_repo: 
     ]
     assert f"  {ACME}:   # Acme\n" in env_after
     assert "  # Beta Corp, pilot customer\n" in env_after
-    assert _changed_lines(flags_before, _read(repo, "flags/main.yaml")) == [
-        "-    description: Scores inbound leads   # shown in the admin UI",
-        "+    description: Scores leads           # shown in the admin UI",
-    ]
+    assert _read(repo, "flags/main.yaml") == flags_before
     plan = repo.flags("plan", "--env", "test")
     assert (plan.exit_code, plan.stdout) == (
         0,
@@ -158,14 +153,14 @@ def test_import_adds_database_only_flags_to_imported_yaml_and_leaves_yaml_only_f
     assert result.stdout == (
         "flags/imported.yaml (new file):\n"
         '  + legacy_export: {"name": "Legacy Export", "description": "CSV export: old style",'
-        ' "owner": "data", "enabled": false, "rollout_percentage": 12.5, "expires": "2027-01-31",'
-        ' "protected": true}\n'
+        ' "owner": "data", "expires": "2027-01-31", "protected": true}\n'
         "environments/test.yaml:\n"
+        "  + legacy_export.rollout_percentage: 12.5\n"
         f"  + orgs.{ACME}.legacy_export: true\n"
-        "Note: flags/imported.yaml is shared by every environment; plans for other will show these"
-        " definitions too.\n"
+        "Note: flags/imported.yaml is shared by every environment: plans for other will include these"
+        " flags too, off until their environment files set them.\n"
         "Not in the database, left in the configuration (the next plan creates them): new_thing\n"
-        "Imported 2 value(s) from the database of environment test into 2 file(s).\n"
+        "Imported 3 value(s) from the database of environment test into 2 file(s).\n"
     )
     assert _read(repo, "flags/imported.yaml") == (
         "# Flags adopted from the database of environment test by `flags import`.\n"
@@ -174,8 +169,6 @@ def test_import_adds_database_only_flags_to_imported_yaml_and_leaves_yaml_only_f
         "    name: Legacy Export\n"
         "    description: 'CSV export: old style'\n"
         "    owner: data\n"
-        "    enabled: false\n"
-        "    rollout_percentage: 12.5\n"
         "    expires: 2027-01-31\n"
         "    protected: true\n"
     )
@@ -272,17 +265,19 @@ def test_adopting_a_database_filled_by_the_old_product(db_url: str, make_repo: A
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == (
         "flags/imported.yaml (new file):\n"
-        '  + call_recording: {"name": "Call Recording", "description": "Record calls", "enabled": true,'
-        ' "rollout_percentage": 100}\n'
+        '  + call_recording: {"name": "Call Recording", "description": "Record calls"}\n'
         "environments/test.yaml:\n"
+        "  + call_recording.enabled: true\n"
+        "  + call_recording.rollout_percentage: 100\n"
         "  ~ lead_scoring.rollout_percentage: 10 -> 35\n"
         f"  - orgs.{BETA}.sms_campaigns (was false)\n"
         f"  + orgs.{GAMMA}.call_recording: false\n"
-        "Imported 4 value(s) from the database of environment test into 2 file(s).\n"
+        "Imported 6 value(s) from the database of environment test into 2 file(s).\n"
     )
     assert _changed_lines(env_before, _read(repo, "environments/test.yaml")) == [
         "-  lead_scoring: {rollout_percentage: 10}   # ramping up",
         "+  lead_scoring: {rollout_percentage: 35}   # ramping up",
+        "+  call_recording: {enabled: true, rollout_percentage: 100}",
         f"-  {BETA}:",
         "-    sms_campaigns: false",
         f"+  {GAMMA}:",
@@ -363,18 +358,67 @@ def test_adopt_reports_what_the_configuration_cannot_hold() -> None:
         {
             "lead_scoring": _row(name=""),
             "Bad Key": _row(),
+            "SMS_Campaigns": _row(name="SMS, shouted"),
         },
-        {("lead_scoring", "NOT-A-UUID"): True},
+        {("lead_scoring", "NOT-A-UUID"): True, ("Bad Key", ACME): True, ("SMS_Campaigns", ACME): True},
     )
     adoption = adopt(config, "test", actual)
     assert adoption.assignments == ()
     assert adoption.only_in_config == ("sms_campaigns",)
+    assert adoption.unmanaged == (Unmanaged("Bad Key", 1),)
+    assert adoption.skipped == ("SMS_Campaigns",)
+    assert adoption.differences == (
+        SharedDifference("flags/main.yaml", "lead_scoring", "name", "Lead Scoring", ""),
+    )
     assert adoption.warnings == (
-        "flag 'Bad Key' in the database has a key flags cannot manage (must match ^[A-Za-z][A-Za-z0-9_.-]{0,127}$);"
-        " not imported",
-        "flag lead_scoring has no name in the database; kept 'Lead Scoring' from flags/main.yaml",
+        "flag SMS_Campaigns in the database equals sms_campaigns (defined in flags/main.yaml) ignoring"
+        " case; keys must differ in more than case, so it is not imported",
         "org id 'NOT-A-UUID' in the database is not a lowercase UUID; its overrides are not imported",
     )
+
+
+def test_adopt_never_writes_shared_fields_of_a_defined_flag() -> None:
+    from decimal import Decimal
+
+    flags = FLAGS.replace(
+        "    owner: growth\n    rollout",
+        "    owner: growth\n    expires: 2027-06-30\n    protected: true\n    rollout",
+    )
+    config = _config(flags, "")
+    legacy = _row(description="", owner=None, protected=False, rollout_percentage=Decimal(35))
+    last = State({"lead_scoring": legacy._replace(description="Scores inbound leads")}, {})
+    adoption = adopt(config, "test", State({"lead_scoring": legacy}, {}), last)
+    assert [(a.path, a.address, a.before, a.after) for a in adoption.assignments] == [
+        ("environments/test.yaml", "lead_scoring.rollout_percentage", 50, 35),
+    ]
+    assert adoption.differences == (
+        SharedDifference("flags/main.yaml", "lead_scoring", "description", "Scores inbound leads", "", True),
+        SharedDifference("flags/main.yaml", "lead_scoring", "owner", "growth", None),
+        SharedDifference("flags/main.yaml", "lead_scoring", "expires", "2027-06-30", None),
+        SharedDifference("flags/main.yaml", "lead_scoring", "protected", True, False),
+    )
+
+
+def test_keys_equal_ignoring_case_in_the_database_import_the_first_only() -> None:
+    config = _config(FLAGS, "")
+    actual = State(
+        {"BetaReports": _row(name="Beta"), "betareports": _row(name="beta"), **_defined()},
+        {("betareports", ACME): True},
+    )
+    adoption = adopt(config, "test", actual)
+    assert [a.address for a in adoption.assignments] == ["BetaReports", "BetaReports.rollout_percentage"]
+    assert adoption.skipped == ("betareports",)
+    assert adoption.warnings == (
+        "flag betareports in the database equals BetaReports (imported) ignoring case; keys must differ"
+        " in more than case, so it is not imported",
+    )
+
+
+def _defined() -> dict[str, FlagRow]:
+    """The rows of FLAGS's two flags as the configuration states them for environment test."""
+    from flagops.state import desired_state
+
+    return dict(desired_state(_config(FLAGS, ""), "test").flags)
 
 
 def test_edits_that_would_leave_an_invalid_configuration_are_refused() -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from flagops import planfile
 from flagops.errors import UsageError
 from flagops.plan import Action, Blocked, Change, Drift, Plan, Subject
-from test_render_text import drift_plan, many_overrides_plan, mixed_plan
+from test_render_text import drift_plan, many_overrides_plan, mixed_plan, unmanaged_plan
 
 SOURCE = "plan.json"
 
@@ -21,7 +21,9 @@ def _good() -> dict[str, Any]:
     return json.loads(planfile.dumps(drift_plan()))
 
 
-@pytest.mark.parametrize("make", [mixed_plan, drift_plan, many_overrides_plan], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "make", [mixed_plan, drift_plan, many_overrides_plan, unmanaged_plan], ids=lambda f: f.__name__
+)
 def test_round_trip(make: Any) -> None:
     plan = make()
     assert planfile.loads(planfile.dumps(plan), SOURCE) == plan

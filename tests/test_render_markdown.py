@@ -322,3 +322,22 @@ def test_many_flags_with_overrides_each_get_a_share() -> None:
     for f in range(5):
         assert f"… 200 more override changes of `flag_{f:02d}` not shown." in rendered
     assert "not shown: 1,000 of 1,500 override changes." in rendered
+
+
+def test_unmanaged_rows_are_named_in_the_summary_and_listed_once_each() -> None:
+    from flagops.plan import Unmanaged
+
+    comment = render_markdown(make_plan([], unmanaged=(Unmanaged("9lives", 2), Unmanaged("bad|key`"))))
+    lines = comment.splitlines()
+    assert lines[0] == (
+        "**No changes. Environment production matches the configuration.** 2 flag(s) unmanaged, left alone."
+    )
+    assert lines[2:6] == [
+        "> [!NOTE]",
+        "> Unmanaged: 2 flag(s) in the database have a key flags cannot manage;"
+        " no plan changes or deletes them:",
+        "> - `flag.9lives`: unmanaged, left alone (not a valid flag key: letters, digits, \\_, - and .,"
+        " starting with a letter, at most 128 characters; with its 2 org override(s))",
+        "> - `` flag.bad|key` ``: unmanaged, left alone (not a valid flag key: letters, digits, \\_, - and .,"
+        " starting with a letter, at most 128 characters)",
+    ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from flagops import planfile
 from flagops.diff import diff
-from flagops.plan import Blocked, Drift, Plan, Subject
+from flagops.plan import Blocked, Drift, Plan, Subject, Unmanaged
 from flagops.render.text import render_text
 from flagops.state import EMPTY, FlagRow, State
 
@@ -116,6 +116,11 @@ def drift_plan() -> Plan:
     return make_plan(DESIRED, ACTUAL, drift=drift, blocked=blocked, adopted=2)
 
 
+def unmanaged_plan(desired: State = DESIRED) -> Plan:
+    """A plan against a database that also holds flags whose keys flags cannot manage."""
+    return make_plan(desired, ACTUAL, unmanaged=(Unmanaged("9lives", 2), Unmanaged("bad key")))
+
+
 def many_overrides_plan() -> Plan:
     orgs = [f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(500)]
     desired = State({"lead_scoring": row("Lead Scoring", "50")}, {("lead_scoring", o): True for o in orgs})
@@ -146,6 +151,21 @@ def test_mixed_plan() -> None:
 
 def test_drift_and_blocked() -> None:
     assert_golden("text/drift_blocked.txt", render_text(drift_plan()))
+
+
+def test_unmanaged_rows_are_listed_once_each_after_the_changes() -> None:
+    assert_golden("text/unmanaged.txt", render_text(unmanaged_plan()))
+    alone = render_text(unmanaged_plan(ACTUAL))
+    assert alone == (
+        "Unmanaged: 2 flag(s) in the database have a key flags cannot manage;"
+        " no plan changes or deletes them:\n"
+        "  ? flag.9lives: unmanaged, left alone (not a valid flag key: letters, digits, _, - and ., starting"
+        " with a letter, at most 128 characters; with its 2 org override(s))\n"
+        "  ? flag.bad key: unmanaged, left alone (not a valid flag key: letters, digits, _, - and ., starting"
+        " with a letter, at most 128 characters)\n"
+        "\n"
+        "No changes. Environment production matches the configuration.\n"
+    )
 
 
 def test_targets_are_named() -> None:
@@ -179,6 +199,10 @@ def test_color_only_adds_escape_codes() -> None:
 
 def test_json_plan() -> None:
     assert_golden("json/plan.json", planfile.dumps(drift_plan()))
+
+
+def test_json_plan_lists_unmanaged_rows() -> None:
+    assert_golden("json/unmanaged.json", planfile.dumps(unmanaged_plan(ACTUAL)))
 
 
 def test_json_plan_without_changes() -> None:

@@ -1,11 +1,18 @@
-"""Compare states: desired against actual gives changes; actual against last applied gives drift."""
+"""Compare states: desired against actual gives changes; actual against last applied gives drift.
+
+Rows of the database whose flag key is not a valid key are unmanaged: no change or drift is ever
+found for them (or their org overrides), and `unmanaged` lists them once for the plan.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cache
 from typing import Any
 
-from flagops.plan import Action, Change, Drift, Subject
+from flagops.keys import is_flag_key
+from flagops.plan import Action, Change, Drift, Subject, Unmanaged
 from flagops.state import FLAG_FIELDS, FlagRow, OverrideKey, State, flag_dict, flag_from_dict, plain
 
 
@@ -24,6 +31,8 @@ def diff_flags(desired: Mapping[str, FlagRow], actual: Mapping[str, FlagRow]) ->
     for key in sorted(desired.keys() | actual.keys()):
         new = desired.get(key)
         old = actual.get(key)
+        if new is None and not is_flag_key(key):
+            continue  # unmanaged
         if old is None and new is not None:
             yield Change(Subject.FLAG, Action.CREATE, key, None, None, flag_dict(new))
         elif new is None and old is not None:
@@ -48,13 +57,30 @@ def diff_overrides(
     old_of = actual.get
     new_of = desired.get
     differing = [key for key, new in desired.items() if old_of(key) != new]
-    removed = [key for key in actual if key not in desired]
+    managed = _managed()
+    removed = [key for key in actual if key not in desired and managed(key[0])]
     values = _ENABLED
     for key in sorted(differing + removed):
         new = new_of(key)
         old = old_of(key)
         action = Action.DELETE if new is None else Action.CREATE if old is None else Action.UPDATE
         yield Change(Subject.OVERRIDE, action, key[0], key[1], values[old], values[new])
+
+
+def _managed() -> Callable[[str], bool]:
+    """`is_flag_key`, remembering its answers (one per flag, not one per override row)."""
+    return cache(is_flag_key)
+
+
+def unmanaged(actual: State) -> tuple[Unmanaged, ...]:
+    """The flags of the database whose key is not a valid flag key, with how many org overrides each
+    has, by key: flags leaves them alone."""
+    # Overrides reference their flag (a foreign key), so the flags name every unmanaged key.
+    keys = {key for key in actual.flags if not is_flag_key(key)}
+    if not keys:
+        return ()
+    counts = Counter(key for key, _ in actual.overrides if key in keys)
+    return tuple(Unmanaged(key, counts[key]) for key in sorted(keys))
 
 
 def diff(desired: State, actual: State) -> tuple[Change, ...]:
@@ -82,10 +108,11 @@ def find_drift(desired: State, actual: State, last_applied: State | None) -> tup
         return [], 0
     found: list[Drift] = []
     adopted = 0
+    managed = _managed()
     flag_keys = {
         k
         for k in actual.flags.keys() | last_applied.flags.keys()
-        if actual.flags.get(k) != last_applied.flags.get(k)
+        if actual.flags.get(k) != last_applied.flags.get(k) and managed(k)
     }
     for flag_key in sorted(flag_keys):
         now = actual.flags.get(flag_key)
@@ -95,7 +122,7 @@ def find_drift(desired: State, actual: State, last_applied: State | None) -> tup
         last = last_applied.flags.get(flag_key)
         found.append(Drift(Subject.FLAG, flag_key, None, _values(last), _values(now)))
     changed = actual.overrides.items() ^ last_applied.overrides.items()
-    for key in sorted({override for override, _ in changed}):
+    for key in sorted({override for override, _ in changed if managed(override[0])}):
         flag_key, org_id = key
         now_value = actual.overrides.get(key)
         if desired.overrides.get(key) == now_value:

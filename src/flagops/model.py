@@ -23,11 +23,11 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-FLAG_KEY_MAX = 128
-FLAG_KEY_PATTERN = rf"^[A-Za-z][A-Za-z0-9_.-]{{0,{FLAG_KEY_MAX - 1}}}$"
-"""A flag key: letters (either case), digits, `_`, `-` and `.`, starting with a letter, kept exactly as
-written (`lead_scoring`, `new-dashboard`, `BetaReports`, `checkout.v2`); two keys equal ignoring case
-are refused by the loader."""
+# The key rule lives in flagops.keys (no pydantic); re-exported for the models and the loader.
+from flagops.keys import FLAG_KEY_MAX as FLAG_KEY_MAX
+from flagops.keys import FLAG_KEY_PATTERN as FLAG_KEY_PATTERN
+from flagops.keys import is_flag_key as is_flag_key
+
 ORG_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 ENV_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -213,7 +213,3 @@ def json_schema(kind: str) -> dict[str, Any]:
     model = FlagsFile if kind == "flags" else EnvironmentFile
     return model.model_json_schema(schema_generator=_FileSchema)
 
-
-def is_flag_key(value: str) -> bool:
-    """True when `value` is a valid flag key."""
-    return re.fullmatch(FLAG_KEY_PATTERN, value) is not None

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from flagops.keys import FLAG_KEY_RULE
 from flagops.state import State
 
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"
+"""1.1 added `settings`, 1.2 `unmanaged` (see docs/importing.md)."""
 
 
 class Action(StrEnum):
@@ -76,6 +78,42 @@ class Drift(NamedTuple):
         return address(self.subject, self.flag_key, self.org_id)
 
 
+UNMANAGED = "unmanaged, left alone"
+"""What a plan and `flags import` say of a database row flags cannot manage, in the same words."""
+
+
+class Unmanaged(NamedTuple):
+    """A flag row of the database whose key is not a valid flag key (a key flags cannot write in a
+    file): no plan creates, changes or deletes it or its org overrides, and no guard counts it."""
+
+    flag_key: str
+    overrides: int = 0
+
+    @property
+    def address(self) -> str:
+        key = self.flag_key if self.flag_key.isprintable() else repr(self.flag_key)[1:-1]
+        return address(Subject.FLAG, key, None)
+
+    @property
+    def reason(self) -> str:
+        """Why it is left alone, and what is left with it."""
+        reason = f"{UNMANAGED} (not a valid flag key: {FLAG_KEY_RULE}"
+        if self.overrides:
+            reason += f"; with its {self.overrides} org override(s)"
+        return reason + ")"
+
+    def __str__(self) -> str:
+        return f"{self.address}: {self.reason}"
+
+
+def unmanaged_heading(count: int) -> str:
+    """The line above the unmanaged rows, the same in a plan and in `flags import`."""
+    return (
+        f"Unmanaged: {count} flag(s) in the database have a key flags cannot manage;"
+        " no plan changes or deletes them:"
+    )
+
+
 class Blocked(NamedTuple):
     """A change that a guard refuses, with the reason and how to lift it."""
 
@@ -116,6 +154,7 @@ class Plan:
     targets: tuple[str, ...] | None = None
     adopted: int = 0
     settings: EnvironmentSettings | None = None
+    unmanaged: tuple[Unmanaged, ...] = ()
     format_version: str = field(default=FORMAT_VERSION)
 
     @property

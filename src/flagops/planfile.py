@@ -7,7 +7,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from flagops.errors import UsageError
-from flagops.plan import FORMAT_VERSION, Action, Blocked, Change, Drift, EnvironmentSettings, Plan, Subject
+from flagops.plan import (
+    FORMAT_VERSION,
+    Action,
+    Blocked,
+    Change,
+    Drift,
+    EnvironmentSettings,
+    Plan,
+    Subject,
+    Unmanaged,
+)
 
 
 def to_dict(plan: Plan) -> dict[str, Any]:
@@ -48,6 +58,10 @@ def to_dict(plan: Plan) -> dict[str, Any]:
             for d in plan.drift
         ],
         "blocked": [{"address": b.address, "reason": b.reason} for b in plan.blocked],
+        "unmanaged": [
+            {"address": u.address, "flag_key": u.flag_key, "org_overrides": u.overrides, "reason": u.reason}
+            for u in plan.unmanaged
+        ],
         "adopted_drift": plan.adopted,
         "settings": None if plan.settings is None else _settings_dict(plan.settings),
         "summary": plan.summary,
@@ -79,6 +93,22 @@ def _settings(value: Any) -> EnvironmentSettings | None:
         database={key: _text(text, f"settings.database.{key}") for key, text in database.items()},
         allow_delete=allow_delete,
     )
+
+
+def _unmanaged(value: Any) -> tuple[Unmanaged, ...]:
+    """The plan's unmanaged rows (absent from plans before format 1.2); only listed, never applied."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _Shape("unmanaged: expected a list")
+    rows = []
+    for i, u in enumerate(value):
+        where = f"unmanaged[{i}]"
+        count = _get(u, "org_overrides", where)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise _Shape(f"{where}.org_overrides: expected a count")
+        rows.append(Unmanaged(_text(_get(u, "flag_key", where), f"{where}.flag_key"), count))
+    return tuple(rows)
 
 
 def dumps(plan: Plan, *, indent: int | None = 2) -> str:
@@ -194,6 +224,7 @@ def from_dict(data: Any, source: str) -> Plan:
             targets=tuple(targets) if targets is not None else None,
             adopted=adopted,
             settings=_settings(data.get("settings")),
+            unmanaged=_unmanaged(data.get("unmanaged")),
             format_version=version,
         )
     except _Shape as exc:

@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 
 from flagops.db import kill, lock, migrate, read, write
 from flagops.db.engine import open_engine, resolve_url, translated
-from flagops.diff import apply_changes, diff, find_drift
+from flagops.diff import apply_changes, diff, find_drift, unmanaged
 from flagops.errors import BlockedError, StalePlanError, UsageError
 from flagops.load import Config, Environment
 from flagops.plan import Blocked, Change, Drift, EnvironmentSettings, Plan, guard
@@ -132,6 +132,7 @@ def _plan_in(
             database=env.spec.database.model_dump(exclude_none=True),
             allow_delete=env.spec.allow_delete,
         ),
+        unmanaged=unmanaged(actual),
     )
     return plan, _Start(actual, actual_hash, last, baseline)
 

@@ -1,4 +1,4 @@
-"""`flags import`: write an environment's database state into the YAML (adopt a database, or accept drift)."""
+"""`flags import`: write an environment's database state into its file (adopt a database, or accept drift)."""
 
 from __future__ import annotations
 
@@ -32,23 +32,41 @@ def _line(a: Assignment) -> str:
 
 
 def _remaining(config: Config, environment: str, actual: State, adoption: Adoption) -> list[str]:
-    """Rows of the database the edited configuration still does not describe (it should be none)."""
+    """Rows of the database the edited configuration still does not describe, beyond the shared
+    fields import reported and the flags it left out with a warning (it should be none)."""
     from flagops.diff import diff
+    from flagops.plan import Action, Subject
     from flagops.state import desired_state, restrict
 
+    reported = {(d.flag_key, d.field) for d in adoption.differences}
+    left = set(adoption.only_in_config) | set(adoption.skipped)
     desired = restrict(desired_state(config, environment), actual.flags)
-    return [c.address for c in diff(desired, actual) if c.flag_key not in adoption.only_in_config]
+    remaining = []
+    for c in diff(desired, actual):
+        if c.flag_key in left:
+            continue
+        if (
+            c.subject == Subject.FLAG
+            and c.action == Action.UPDATE
+            and c.after is not None
+            and all((c.flag_key, name) in reported for name in c.after)
+        ):
+            continue
+        remaining.append(c.address)
+    return remaining
 
 
 @cli.command(name="import")
 @env_option
 @click.option("--dry-run", is_flag=True, help="Show what would be written without writing.")
 def import_(environment: str, dry_run: bool) -> None:
-    """Write the database state of an environment into the YAML.
+    """Write the database state of an environment into its file.
 
-    Per-environment values and org overrides go to environments/<env>.yaml, global fields to the
-    flags/ file defining the flag, flags only in the database to flags/imported.yaml; comments and
-    formatting are kept. Afterwards `flags plan` shows no changes for the flags in the database.
+    Per-environment values and org overrides go to environments/<env>.yaml; a flag only in the
+    database gets a definition in flags/imported.yaml. Shared fields (name, description, owner,
+    expires, protected) of flags defined in flags/ are never rewritten: differences are listed.
+    Comments and formatting are kept. Afterwards `flags plan` shows no changes, except for the
+    shared fields listed.
     """
     from flagops.adopt import adopt
     from flagops.cli.rewrite import edited_files, validated, write_files
@@ -67,8 +85,14 @@ def import_(environment: str, dry_run: bool) -> None:
     for warning in adoption.warnings:
         err(f"warning: {warning}")
     if not adoption.assignments:
-        out(f"Nothing to import: the configuration of environment {environment} matches its database.")
-        _report_only_in_config(adoption)
+        if adoption.differences or adoption.unmanaged or adoption.skipped:
+            out(
+                f"Nothing to import: {config.environment(environment).path} and flags/ already hold every"
+                " value import writes; what import leaves alone follows."
+            )
+        else:
+            out(f"Nothing to import: the configuration of environment {environment} matches its database.")
+        _report(adoption, environment)
         return
     edits = adoption.edits()
     files = edited_files(ctx.sources, edits, new_file_header=_header(environment))
@@ -85,10 +109,11 @@ def import_(environment: str, dry_run: bool) -> None:
     others = sorted(n for n in config.environments if n != environment)
     if shared and others:
         out(
-            f"Note: {', '.join(shared)} {'is' if len(shared) == 1 else 'are'} shared by every environment;"
-            f" plans for {', '.join(others)} will show these definitions too."
+            f"Note: {', '.join(shared)} {'is' if len(shared) == 1 else 'are'} shared by every environment:"
+            f" plans for {', '.join(others)} will include these flags too, off until their environment"
+            " files set them."
         )
-    _report_only_in_config(adoption)
+    _report(adoption, environment)
     count = len(adoption.assignments)
     if dry_run:
         out(f"Would write {count} value(s) into {len(files)} file(s) (dry run: nothing was written).")
@@ -99,9 +124,37 @@ def import_(environment: str, dry_run: bool) -> None:
     )
 
 
-def _report_only_in_config(adoption: Adoption) -> None:
+def _report(adoption: Adoption, environment: str) -> None:
+    """What import leaves alone: differing shared fields, flags only in the configuration, unmanaged rows."""
+    from flagops.plan import unmanaged_heading
+    from flagops.render.common import value
+
+    if adoption.differences:
+        out(
+            "Shared fields differ between flags/ and the database; import leaves flags/ alone"
+            " (every environment uses it):"
+        )
+        for d in adoption.differences:
+            drift = " (changed outside flags since the last apply)" if d.drifted else ""
+            out(
+                f"  {d.address}: {value(d.in_config)} in {d.path},"
+                f" {value(d.in_database)} in the database{drift}"
+            )
+        out(
+            f"The next plan for {environment} shows {len(adoption.differences)} field(s) as changes to its"
+            " database (flags/ wins); to keep the database's values, edit flags/ for every environment."
+        )
+        if any(d.drifted for d in adoption.differences):
+            out(
+                "Fields changed outside flags are drift: apply refuses to overwrite them without"
+                " --overwrite-drift."
+            )
     if adoption.only_in_config:
         out(
             f"Not in the database, left in the configuration (the next plan creates them):"
             f" {', '.join(adoption.only_in_config)}"
         )
+    if adoption.unmanaged:
+        out(unmanaged_heading(len(adoption.unmanaged)))
+        for u in adoption.unmanaged:
+            out(f"  ? {u}")

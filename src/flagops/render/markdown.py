@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from flagops.plan import Action, Change, Drift, Plan
+from flagops.plan import UNMANAGED, Action, Change, Drift, Plan, unmanaged_heading
 from flagops.render.common import (
     counts,
     drift_detail,
@@ -24,6 +24,7 @@ MAX_CHARS = 60_000
 VALUE_CHARS = 200
 BLOCKED_SHOWN = 20
 DRIFT_SHOWN = 20
+UNMANAGED_SHOWN = 20
 OPEN_ROWS = 20
 """A table with more rows than this goes inside a collapsed `<details>` block."""
 OVERRIDES_SHOWN_PER_FLAG = 100
@@ -90,6 +91,7 @@ def render_markdown(plan: Plan) -> str:
     body: list[str] = []
     body += _blocked(plan, budget, left_out)
     body += _drift(plan, budget, left_out)
+    body += _unmanaged(plan, budget, left_out)
     if plan.adopted:
         body += [
             "> [!NOTE]",
@@ -124,6 +126,8 @@ def _headline(plan: Plan) -> str:
         line += f" Blocked: {_n(len(plan.blocked))} change(s) that apply refuses."
     if plan.drift:
         line += f" Drift: {_n(len(plan.drift))} row(s) changed outside flags."
+    if plan.unmanaged:
+        line += f" {_n(len(plan.unmanaged))} flag(s) {UNMANAGED}."
     return line
 
 
@@ -175,6 +179,18 @@ def _drift(plan: Plan, budget: _Budget, left_out: list[str]) -> list[str]:
         f"> **Drift:** {_n(len(plan.drift))} row(s) changed outside flags since the last apply;"
         " this plan would overwrite them:",
         *_listed(rows, len(plan.drift), DRIFT_SHOWN, budget, left_out, "drifted rows"),
+        "",
+    ]
+
+
+def _unmanaged(plan: Plan, budget: _Budget, left_out: list[str]) -> list[str]:
+    if not plan.unmanaged:
+        return []
+    rows = (f"> - {code(u.address)}: {text(u.reason)}" for u in plan.unmanaged)
+    return [
+        "> [!NOTE]",
+        f"> {text(unmanaged_heading(len(plan.unmanaged)))}",
+        *_listed(rows, len(plan.unmanaged), UNMANAGED_SHOWN, budget, left_out, "unmanaged flags"),
         "",
     ]
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from flagops.plan import Action, Plan
+from flagops.plan import Action, Plan, unmanaged_heading
 from flagops.render.common import (
     SYMBOL,
     counts,
@@ -20,6 +20,7 @@ from flagops.render.common import (
 OVERRIDES_SHOWN_PER_FLAG = 10
 BLOCKED_SHOWN = 20
 DRIFT_SHOWN = 50
+UNMANAGED_SHOWN = 50
 _COLOR = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red"}
 
 
@@ -53,7 +54,8 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
             hidden = len(group) - OVERRIDES_SHOWN_PER_FLAG
             out.append(f"    ... and {hidden} more (flags plan --format json lists every row)")
     _section(out, plan, style)
-    if plan.changes or plan.drift or plan.blocked:
+    _unmanaged(out, plan, style)
+    if out:
         out.append("")
     out.append(style(summary_line(plan), "white", bold=True) if color else summary_line(plan))
     if plan.adopted:
@@ -92,3 +94,15 @@ def _section(out: list[str], plan: Plan, style: Callable[..., str]) -> None:
             out.append(f"  x {b}")
         if len(plan.blocked) > BLOCKED_SHOWN:
             out.append(f"    ... and {len(plan.blocked) - BLOCKED_SHOWN} more")
+
+
+def _unmanaged(out: list[str], plan: Plan, style: Callable[..., str]) -> None:
+    if not plan.unmanaged:
+        return
+    if out:
+        out.append("")
+    out.append(style(unmanaged_heading(len(plan.unmanaged)), "cyan", bold=True))
+    for u in plan.unmanaged[:UNMANAGED_SHOWN]:
+        out.append(f"  ? {u}")
+    if len(plan.unmanaged) > UNMANAGED_SHOWN:
+        out.append(f"    ... and {len(plan.unmanaged) - UNMANAGED_SHOWN} more")
