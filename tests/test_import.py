@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -494,3 +495,271 @@ def test_a_flag_deleted_outside_flags_is_reported_not_removed_from_flags(
         "Not in the database, left in the configuration (the next plan creates them): sms_campaigns\n"
     )
     assert _read(repo, "flags/main.yaml") == flags_before
+
+
+# -- keys of every style, rows flags cannot manage, shared fields (a real Postgres) ----------------
+
+LEGACY_KEYS = (
+    "INSERT INTO feature_flags (flag_key, name, description, enabled_globally, rollout_percentage) VALUES"
+    " ('new-dashboard', 'New Dashboard', 'The redesigned dashboard', true, 100),"
+    " ('BetaReports', 'Beta Reports', NULL, false, 20),"
+    " ('checkout.v2', 'Checkout v2', '', false, 5),"
+    " ('lead_scoring', 'Lead Scoring', NULL, false, 35)",
+    "INSERT INTO org_feature_flags (org_id, flag_key, enabled) VALUES"
+    f" ('{ACME}', 'BetaReports', true), ('{GAMMA}', 'new-dashboard', false)",
+)
+LEGACY_FLAGS = """
+flags:
+  lead_scoring:
+    name: Lead Scoring
+    rollout_percentage: 50
+"""
+UNMANAGED_LINES = (
+    "Unmanaged: 2 flag(s) in the database have a key flags cannot manage; no plan changes or deletes them:\n"
+    "  ? flag.9lives: unmanaged, left alone (not a valid flag key: letters, digits, _, - and ., starting"
+    " with a letter, at most 128 characters; with its 1 org override(s))\n"
+    "  ? flag.has space: unmanaged, left alone (not a valid flag key: letters, digits, _, - and ., starting"
+    " with a letter, at most 128 characters)\n"
+)
+
+
+def _legacy(url: str, *rows: str) -> None:
+    sql(url, *OLD_POSTGRES, *LEGACY_KEYS, *rows)
+
+
+def test_legacy_keys_of_every_style_are_adopted_as_written(pg_url: str, make_repo: Any) -> None:
+    from flagops.rollout import bucket
+
+    _legacy(pg_url)
+    repo = make_repo(pg_url, flags=LEGACY_FLAGS)
+    assert repo.flags("init", "--env", "test").exit_code == 0
+
+    result = repo.flags("import", "--env", "test")
+
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (
+        "flags/imported.yaml (new file):\n"
+        '  + BetaReports: {"name": "Beta Reports"}\n'
+        '  + checkout.v2: {"name": "Checkout v2"}\n'
+        '  + new-dashboard: {"name": "New Dashboard", "description": "The redesigned dashboard"}\n'
+        "environments/test.yaml:\n"
+        "  + BetaReports.rollout_percentage: 20\n"
+        "  + checkout.v2.rollout_percentage: 5\n"
+        "  ~ lead_scoring.rollout_percentage: 50 -> 35\n"
+        "  + new-dashboard.enabled: true\n"
+        "  + new-dashboard.rollout_percentage: 100\n"
+        f"  + orgs.{ACME}.BetaReports: true\n"
+        f"  + orgs.{GAMMA}.new-dashboard: false\n"
+        "Imported 10 value(s) from the database of environment test into 2 file(s).\n"
+    )
+    assert _read(repo, "flags/imported.yaml") == (
+        "# Flags adopted from the database of environment test by `flags import`.\n"
+        "flags:\n"
+        "  BetaReports:\n"
+        "    name: Beta Reports\n"
+        "  checkout.v2:\n"
+        "    name: Checkout v2\n"
+        "  new-dashboard:\n"
+        "    name: New Dashboard\n"
+        "    description: The redesigned dashboard\n"
+    )
+    plan = repo.flags("plan", "--env", "test", "--detailed-exitcode")
+    assert (plan.exit_code, plan.stdout) == (0, CLEAN)
+    again = repo.flags("import", "--env", "test")
+    assert (again.exit_code, again.stdout, again.stderr) == (
+        0,
+        "Nothing to import: the configuration of environment test matches its database.\n",
+        "",
+    )
+    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+
+    # Keys stay as written: in the tables, the SQL functions, the rollout hash and plan addresses.
+    assert _scalar(pg_url, f"SELECT is_feature_enabled('{ACME}', 'BetaReports')") is True
+    assert _scalar(pg_url, f"SELECT is_feature_enabled('{ACME}', 'betareports')") is False
+    assert _scalar(pg_url, f"SELECT is_feature_enabled('{BETA}', 'new-dashboard')") is True
+    assert _scalar(pg_url, f"SELECT is_feature_enabled('{GAMMA}', 'new-dashboard')") is False
+    assert _scalar(pg_url, f"SELECT flag_bucket('checkout.v2', '{BETA}')") == bucket("checkout.v2", BETA)
+    env = _read(repo, "environments/test.yaml")
+    repo.write(
+        "environments/test.yaml",
+        env.replace("checkout.v2: {rollout_percentage: 5}", "checkout.v2: {rollout_percentage: 50}").replace(
+            "BetaReports: true", "BetaReports: false"
+        ),
+    )
+    changed = repo.flags("plan", "--env", "test", "--format", "json")
+    assert changed.exit_code == 0, changed.output
+    assert [c["address"] for c in json.loads(changed.stdout)["changes"]] == [
+        "flag.checkout.v2",
+        f"override.{ACME}.BetaReports",
+    ]
+    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    assert (
+        _scalar(pg_url, "SELECT rollout_percentage FROM feature_flags WHERE flag_key = 'checkout.v2'") == 50
+    )
+    assert _scalar(pg_url, f"SELECT is_feature_enabled('{ACME}', 'BetaReports')") is False
+    assert repo.flags("plan", "--env", "test", "--detailed-exitcode").exit_code == 0
+
+
+def test_a_row_whose_key_is_not_valid_is_unmanaged_never_deleted_nor_blocking(
+    pg_url: str, make_repo: Any
+) -> None:
+    _legacy(
+        pg_url,
+        "INSERT INTO feature_flags (flag_key, name) VALUES ('9lives', 'Nine Lives'), ('has space', 'Spaced')",
+        f"INSERT INTO org_feature_flags (org_id, flag_key, enabled) VALUES ('{ACME}', '9lives', true)",
+    )
+    repo = make_repo(pg_url, flags=LEGACY_FLAGS)
+    assert repo.flags("init", "--env", "test").exit_code == 0
+
+    result = repo.flags("import", "--env", "test")
+
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.endswith(
+        UNMANAGED_LINES + "Imported 10 value(s) from the database of environment test into 2 file(s).\n"
+    )
+    plan = repo.flags("plan", "--env", "test", "--detailed-exitcode")
+    assert (plan.exit_code, plan.stdout, plan.stderr) == (0, UNMANAGED_LINES + "\n" + CLEAN, "")
+    again = repo.flags("import", "--env", "test")
+    assert (again.exit_code, again.stderr) == (0, "")
+    assert again.stdout == (
+        "Nothing to import: environments/test.yaml and flags/ already hold every value import writes;"
+        " what import leaves alone follows.\n" + UNMANAGED_LINES
+    )
+    saved = json.loads(repo.flags("plan", "--env", "test", "--format", "json").stdout)
+    assert saved["format_version"] == "1.2"
+    assert [(u["address"], u["flag_key"], u["org_overrides"]) for u in saved["unmanaged"]] == [
+        ("flag.9lives", "9lives", 1),
+        ("flag.has space", "has space", 0),
+    ]
+    assert (saved["changes"], saved["blocked"]) == ([], [])
+    comment = repo.flags("plan", "--env", "test", "--format", "markdown").stdout
+    assert comment.startswith(
+        "**No changes. Environment test matches the configuration.** 2 flag(s) unmanaged, left alone.\n"
+    )
+
+    # Even an apply allowed to delete leaves them, and drift in them is nobody's business.
+    apply = repo.flags("apply", "--env", "test", "--auto-approve", "--allow-delete")
+    assert apply.exit_code == 0, apply.output
+    sql(pg_url, "UPDATE feature_flags SET enabled_globally = true WHERE flag_key = '9lives'")
+    assert repo.flags("plan", "--env", "test", "--detailed-exitcode").exit_code == 0
+    again = repo.flags("apply", "--env", "test", "--auto-approve", "--allow-delete")
+    assert again.exit_code == 0, again.output
+    assert (
+        _scalar(pg_url, "SELECT count(*) FROM feature_flags WHERE flag_key IN ('9lives', 'has space')") == 2
+    )
+    assert _scalar(pg_url, "SELECT count(*) FROM org_feature_flags WHERE flag_key = '9lives'") == 1
+
+
+def test_keys_equal_ignoring_case_are_refused(pg_url: str, make_repo: Any) -> None:
+    _legacy(pg_url, "INSERT INTO feature_flags (flag_key, name) VALUES ('betareports', 'Beta Reports (old)')")
+    repo = make_repo(pg_url, flags=LEGACY_FLAGS)
+    assert repo.flags("init", "--env", "test").exit_code == 0
+
+    result = repo.flags("import", "--env", "test")
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: flag betareports in the database equals BetaReports (imported) ignoring case; keys must"
+        " differ in more than case, so it is not imported\n"
+    )
+    assert "betareports" not in _read(repo, "flags/imported.yaml") + _read(repo, "environments/test.yaml")
+    plan = repo.flags("plan", "--env", "test")
+    assert plan.exit_code == 5
+    assert "  x flag.betareports: would be deleted; pass --allow-delete" in plan.stdout
+
+    repo.write("flags/main.yaml", LEGACY_FLAGS + "  betareports:\n    name: Beta Reports (old)\n")
+    validate = repo.flags("validate")
+    assert (validate.exit_code, validate.stdout) == (1, "")
+    assert validate.stderr.startswith(
+        "flags/main.yaml:5:3: flag key 'betareports' equals 'BetaReports' (flags/imported.yaml:3:3)"
+        " ignoring case; keys must differ in more than case\n"
+    )
+    assert repo.flags("plan", "--env", "test").exit_code == 1
+
+
+SHARED_FLAGS = """
+flags:
+  lead_scoring:
+    name: Lead Scoring
+    description: Scores inbound leads
+    owner: growth
+    expires: 2027-06-30
+    protected: true
+    rollout_percentage: 50
+"""
+
+
+def test_import_never_rewrites_shared_fields_other_environments_rely_on(
+    pg_url: str, make_repo: Any, tmp_path: Path
+) -> None:
+    sql(pg_url, *OLD_POSTGRES, *OLD_ROWS[:1])
+    repo = make_repo(pg_url, flags=SHARED_FLAGS)
+    repo.write("environments/local.yaml", f"database:\n  url: sqlite:///{tmp_path / 'local.db'}\n")
+    assert repo.flags("init", "--env", "local").exit_code == 0
+    assert repo.flags("apply", "--env", "local", "--auto-approve").exit_code == 0
+    assert repo.flags("init", "--env", "test").exit_code == 0
+    flags_before = _read(repo, "flags/main.yaml")
+
+    result = repo.flags("import", "--env", "test")
+
+    assert (result.exit_code, result.stderr) == (0, "")
+    differences = (
+        "Shared fields differ between flags/ and the database; import leaves flags/ alone"
+        " (every environment uses it):\n"
+        '  lead_scoring.description: "Scores inbound leads" in flags/main.yaml, "" in the database\n'
+        '  lead_scoring.owner: "growth" in flags/main.yaml, null in the database\n'
+        '  lead_scoring.expires: "2027-06-30" in flags/main.yaml, null in the database\n'
+        "  lead_scoring.protected: true in flags/main.yaml, false in the database\n"
+        "The next plan for test shows 4 field(s) as changes to its database (flags/ wins); to keep the"
+        " database's values, edit flags/ for every environment.\n"
+    )
+    assert result.stdout == (
+        "flags/imported.yaml (new file):\n"
+        '  + call_recording: {"name": "Call Recording", "description": "Record calls"}\n'
+        '  + sms_campaigns: {"name": "SMS Campaigns", "description": "Bulk SMS"}\n'
+        "environments/test.yaml:\n"
+        "  + call_recording.enabled: true\n"
+        "  + call_recording.rollout_percentage: 100\n"
+        "  ~ lead_scoring.rollout_percentage: 50 -> 35\n"
+        "Note: flags/imported.yaml is shared by every environment: plans for local will include these"
+        " flags too, off until their environment files set them.\n"
+        + differences
+        + "Imported 5 value(s) from the database of environment test into 2 file(s).\n"
+    )
+    assert _read(repo, "flags/main.yaml") == flags_before
+    local = repo.flags("plan", "--env", "local")
+    assert "flag.lead_scoring" not in local.stdout  # its protected, expires and owner stay
+    assert "  + flag.call_recording\n" in local.stdout
+    assert local.stdout.count("      enabled             false\n") == 2  # both created off
+
+    plan = repo.flags("plan", "--env", "test", "--detailed-exitcode")
+    assert plan.exit_code == 2, plan.output
+    assert plan.stdout == (
+        "flags will perform these actions on environment test:\n\n"
+        "  ~ flag.lead_scoring\n"
+        '      description  "" -> "Scores inbound leads"\n'
+        '      owner        null -> "growth"\n'
+        '      expires      null -> "2027-06-30"\n'
+        "      protected    false -> true\n\n"
+        "Plan: 0 to add, 1 to change, 0 to destroy.\n"
+    )
+    again = repo.flags("import", "--env", "test")
+    assert (again.exit_code, again.stderr) == (0, "")
+    assert again.stdout == (
+        "Nothing to import: environments/test.yaml and flags/ already hold every value import writes;"
+        " what import leaves alone follows.\n" + differences
+    )
+
+    # Once applied, a shared field changed by hand is drift: import says so, and still leaves flags/.
+    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    sql(pg_url, "UPDATE feature_flags SET owner = 'sales' WHERE flag_key = 'lead_scoring'")
+    drifted = repo.flags("import", "--env", "test")
+    assert drifted.stdout.endswith(
+        '  lead_scoring.owner: "growth" in flags/main.yaml, "sales" in the database'
+        " (changed outside flags since the last apply)\n"
+        "The next plan for test shows 1 field(s) as changes to its database (flags/ wins); to keep the"
+        " database's values, edit flags/ for every environment.\n"
+        "Fields changed outside flags are drift: apply refuses to overwrite them without --overwrite-drift.\n"
+    )
+    assert _read(repo, "flags/main.yaml") == flags_before
+    assert repo.flags("plan", "--env", "test").exit_code == 5
