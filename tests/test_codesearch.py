@@ -56,6 +56,16 @@ def test_keys_at_the_edges_of_a_file_and_of_a_line(tmp_path: Path) -> None:
     }
 
 
+def test_keys_with_dashes_and_dots_match_as_whole_keys(tmp_path: Path) -> None:
+    write(tmp_path, "app.ts", 'useFlag("new-dashboard"); flags["checkout.v2"]; f.BetaReports;\n')
+    write(tmp_path, "b.py", "on('search.v3.1', 'old-ui-v2')  # beta-reports-ng, export.csv.\n")
+    keys = ["new-dashboard", "checkout.v2", "BetaReports", "export.csv"]
+    keys += ["old-ui", "search.v3", "beta-reports"]  # parts of longer keys
+    assert found(tmp_path, keys) == {"new-dashboard", "checkout.v2", "BetaReports", "export.csv"}
+    # `checkout` is a whole word in `flags["checkout.v2"]` as in `flags.checkout`: counted, as before.
+    assert found(tmp_path, ["checkout"]) == {"checkout"}
+
+
 def test_skips_vcs_dependencies_and_virtual_environments(tmp_path: Path) -> None:
     write(tmp_path, "src/app.py", "on('visible')\n")
     write(tmp_path, ".git/config", "in_git\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,17 @@ BINARY_SNIFF_BYTES = 8192
 # over the text, and independent of how many keys are wanted).
 _WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _TO_SPACE = bytes(b if b in _WORD_BYTES else 0x20 for b in range(256))
+# A key holding `-` or `.` (`new-dashboard`, `checkout.v2`) spans several such tokens: it is mentioned
+# where it stands between characters that are neither word characters nor `-`, and is not followed by
+# `.` and a word character (`checkout.v2.1` is another key).
+_SPLIT_KEY = re.compile(rb"[-.]")
+
+
+def _separated(keys: Iterable[bytes]) -> re.Pattern[bytes] | None:
+    alternatives = sorted((re.escape(k) for k in keys), key=len, reverse=True)
+    if not alternatives:
+        return None
+    return re.compile(rb"(?<![\w-])(?:" + b"|".join(alternatives) + rb")(?![\w-]|\.\w)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +87,12 @@ def _read_text(path: Path) -> bytes | None:
 def search(keys: Iterable[str], files: Iterable[Path]) -> SearchResult:
     """The keys mentioned as whole words in `files`; stops reading once every key has been found."""
     wanted = {key.encode() for key in keys}
-    remaining = set(wanted)
+    remaining = {key for key in wanted if _SPLIT_KEY.search(key) is None}
+    separated = wanted - remaining
+    pattern = _separated(separated)
     read = skipped = 0
     for path in files:
-        if not remaining:
+        if not remaining and not separated:
             break
         data = _read_text(path)
         if data is None:
@@ -86,5 +100,10 @@ def search(keys: Iterable[str], files: Iterable[Path]) -> SearchResult:
             continue
         read += 1
         remaining.difference_update(data.translate(_TO_SPACE).split())
-    found = frozenset(key.decode() for key in wanted - remaining)
+        if pattern is not None:
+            mentioned = set(pattern.findall(data)) & separated
+            if mentioned:
+                separated -= mentioned
+                pattern = _separated(separated)
+    found = frozenset(key.decode() for key in wanted - remaining - separated)
     return SearchResult(found, read, skipped)
