@@ -49,7 +49,7 @@ def flag(key: str = "f", **fields: object) -> str:
 
 
 def test_every_check_has_a_rule_and_a_stable_code() -> None:
-    assert list(_RULES) == list(CHECKS) == ["FL001", "FL002", "FL003", "FL004", "FL005", "FL006"]
+    assert list(_RULES) == list(CHECKS) == ["FL001", "FL002", "FL003", "FL004", "FL005", "FL006", "FL007"]
     assert {c.name for c in CHECKS.values()} == {
         "missing-owner",
         "expired",
@@ -57,6 +57,7 @@ def test_every_check_has_a_rule_and_a_stable_code() -> None:
         "fully-rolled-out",
         "unreferenced",
         "stale-rollout",
+        "key-style",
     }
 
 
@@ -289,7 +290,7 @@ def test_suppression_needs_a_known_code_and_a_reason() -> None:
     assert caught.value.lines() == [
         "flags/main.yaml:6:14: flags.f.lint_ignore.FL004: give the reason the check does not apply",
         "flags/main.yaml:7:7: flags.f.lint_ignore: unknown check 'FL999'"
-        " (known: FL001, FL002, FL003, FL004, FL005, FL006)",
+        " (known: FL001, FL002, FL003, FL004, FL005, FL006, FL007)",
     ]
 
 
@@ -354,7 +355,7 @@ def test_settings_read_every_key() -> None:
             "# settings\n[lint]\nexpiring = 3\nstale_days = 0\n",
             [
                 "flags.toml:3:1: lint: unknown setting 'expiring'"
-                " (known: enable, disable, severity, expiring_days, stale_days)",
+                " (known: enable, disable, severity, expiring_days, stale_days, key_style)",
                 "flags.toml:4:1: lint.stale_days: expected a whole number of days, at least 1, got 0",
             ],
         ),
@@ -362,7 +363,7 @@ def test_settings_read_every_key() -> None:
             '[lint]\ndisable = ["FL004", "FL123"]\nexpiring_days = true\n',
             [
                 "flags.toml:2:1: lint.disable: unknown check 'FL123'"
-                " (known: FL001, FL002, FL003, FL004, FL005, FL006)",
+                " (known: FL001, FL002, FL003, FL004, FL005, FL006, FL007)",
                 "flags.toml:3:1: lint.expiring_days: expected a whole number of days, at least 0, got true",
             ],
         ),
@@ -375,10 +376,25 @@ def test_settings_read_every_key() -> None:
             [
                 'flags.toml:2:1: lint.severity.FL001: expected "error" or "warning", got "fatal"',
                 "flags.toml:3:1: lint.severity: unknown check 'FL777'"
-                " (known: FL001, FL002, FL003, FL004, FL005, FL006)",
+                " (known: FL001, FL002, FL003, FL004, FL005, FL006, FL007)",
             ],
         ),
         ('lint = "on"\n', ["flags.toml:1:1: lint: expected a table ([lint])"]),
+        (
+            '[lint]\nstale_days = 9\nkey_style = "snake-case"\n',
+            [
+                'flags.toml:3:1: lint.key_style: expected one of "snake_case", "kebab-case", "dot.case",'
+                ' "camelCase", "PascalCase", "SCREAMING_SNAKE_CASE", got "snake-case"'
+            ],
+        ),
+        (
+            '[lint]\nenable = ["FL001", "FL007"]\n',
+            [
+                "flags.toml:2:1: lint.enable: FL007 checks keys against lint.key_style, which is not set"
+                ' (one of "snake_case", "kebab-case", "dot.case", "camelCase", "PascalCase",'
+                ' "SCREAMING_SNAKE_CASE")'
+            ],
+        ),
         (
             '[lint]\nseverity = "error"\n',
             ['flags.toml:2:1: lint.severity: expected a table of check code to "error" or "warning"'],
@@ -389,6 +405,105 @@ def test_settings_problems_name_file_line_and_key(text: str, lines: list[str]) -
     with pytest.raises(ConfigError) as caught:
         parse_settings(text)
     assert caught.value.lines() == lines
+
+
+# -- FL007 key style -------------------------------------------------------------------------------
+
+KEYS_OF_EVERY_STYLE = """
+flags:
+  lead_scoring: {name: A, owner: t}
+  new-dashboard: {name: B, owner: t}
+  checkout.v2: {name: C, owner: t}
+  betaExport: {name: D, owner: t}
+  BetaReports: {name: E, owner: t}
+  SCREAMING_FLAG: {name: F, owner: t}
+  a: {name: G, owner: t}
+"""
+
+
+def test_key_style_is_off_by_default() -> None:
+    config, texts = repo(KEYS_OF_EVERY_STYLE)
+    report = lint(config, texts, today=TODAY)
+    assert "FL007" not in report.checks
+    assert codes(report) == []
+    assert parse_settings("[lint]\nexpiring_days = 3\n").key_style is None
+
+
+@pytest.mark.parametrize(
+    ("style", "following"),
+    [
+        ("snake_case", {"lead_scoring", "a"}),
+        ("kebab-case", {"new-dashboard", "a"}),
+        ("dot.case", {"checkout.v2", "a"}),
+        ("camelCase", {"betaExport", "a"}),
+        ("PascalCase", {"BetaReports"}),
+        ("SCREAMING_SNAKE_CASE", {"SCREAMING_FLAG"}),
+    ],
+)
+def test_key_style_reports_every_key_of_another_style(style: str, following: set[str]) -> None:
+    config, texts = repo(KEYS_OF_EVERY_STYLE)
+    settings = parse_settings(f'[lint]\nkey_style = "{style}"\n')
+    assert settings.key_style == style
+    report = lint(config, texts, today=TODAY, settings=settings)
+    assert "FL007" in report.checks
+    assert {f.flag_key for f in report.findings} == set(config.flags) - following
+    assert {f.code for f in report.findings} == {"FL007"}
+
+
+def test_key_style_message_names_the_style_and_a_key_that_follows_it() -> None:
+    config, texts = repo(KEYS_OF_EVERY_STYLE)
+    settings = LintSettings(key_style="snake_case")
+    messages = {
+        f.flag_key: (f.line, f.severity, f.message)
+        for f in lint(config, texts, today=TODAY, settings=settings).findings
+    }
+    assert messages == {
+        "new-dashboard": (
+            3,
+            Severity.WARNING,
+            "flag new-dashboard: the key is not snake_case (lint.key_style): e.g. new_dashboard",
+        ),
+        "checkout.v2": (
+            4,
+            Severity.WARNING,
+            "flag checkout.v2: the key is not snake_case (lint.key_style): e.g. checkout_v2",
+        ),
+        "betaExport": (
+            5,
+            Severity.WARNING,
+            "flag betaExport: the key is not snake_case (lint.key_style): e.g. beta_export",
+        ),
+        "BetaReports": (
+            6,
+            Severity.WARNING,
+            "flag BetaReports: the key is not snake_case (lint.key_style): e.g. beta_reports",
+        ),
+        "SCREAMING_FLAG": (
+            7,
+            Severity.WARNING,
+            "flag SCREAMING_FLAG: the key is not snake_case (lint.key_style): e.g. screaming_flag",
+        ),
+    }
+    camel = lint(config, texts, today=TODAY, settings=LintSettings(key_style="camelCase"))
+    assert {f.flag_key: f.message.rpartition(" ")[2] for f in camel.findings} == {
+        "lead_scoring": "leadScoring",
+        "new-dashboard": "newDashboard",
+        "checkout.v2": "checkoutV2",
+        "BetaReports": "betaReports",
+        "SCREAMING_FLAG": "screamingFlag",
+    }
+
+
+def test_key_style_findings_can_be_suppressed_disabled_and_made_errors() -> None:
+    text = "flags:\n  BetaReports:\n    name: B\n    owner: t\n    lint_ignore: {FL007: read by the app}\n"
+    config, texts = repo(text)
+    report = lint(config, texts, today=TODAY, settings=LintSettings(key_style="kebab-case"))
+    assert (report.findings, [s.reason for s in report.suppressed]) == ((), ["read by the app"])
+    config, texts = repo(KEYS_OF_EVERY_STYLE)
+    strict = parse_settings('[lint]\nkey_style = "kebab-case"\n[lint.severity]\nFL007 = "error"\n')
+    assert lint(config, texts, today=TODAY, settings=strict).failed(strict=False)
+    off = parse_settings('[lint]\nkey_style = "kebab-case"\ndisable = ["FL007"]\n')
+    assert codes(lint(config, texts, today=TODAY, settings=off)) == []
 
 
 # -- renderings ------------------------------------------------------------------------------------

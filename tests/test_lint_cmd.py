@@ -154,7 +154,7 @@ def test_invalid_suppression_exits_1(tmp_path: Path) -> None:
         1,
         "",
         "flags/main.yaml:5:7: flags.f.lint_ignore: unknown check 'FL01'"
-        " (known: FL001, FL002, FL003, FL004, FL005, FL006)\n",
+        " (known: FL001, FL002, FL003, FL004, FL005, FL006, FL007)\n",
     )
 
 

@@ -11,6 +11,7 @@ from flagops import yamlfile
 from flagops.errors import ConfigError, Problem
 from flagops.lint.codes import CHECKS, Severity, known_codes
 from flagops.lint.config import LintSettings
+from flagops.lint.keystyle import follows, restyled
 from flagops.load import Config
 from flagops.model import FlagDefinition
 from flagops.state import rollout_values
@@ -158,6 +159,13 @@ def _stale(key: str, flag: FlagDefinition, facts: _Facts) -> str | None:
     )
 
 
+def _key_style(key: str, flag: FlagDefinition, facts: _Facts) -> str | None:
+    style = facts.settings.key_style
+    if style is None or follows(style, key):
+        return None
+    return f"flag {key}: the key is not {style} (lint.key_style): e.g. {restyled(style, key)}"
+
+
 @dataclass
 class _Facts:
     """What the checks look at besides the flag itself."""
@@ -186,6 +194,7 @@ _RULES: dict[str, Callable[[str, FlagDefinition, _Facts], str | None]] = {
     "FL004": _fully_on,
     "FL005": _unreferenced,
     "FL006": _stale,
+    "FL007": _key_style,
 }
 
 
@@ -236,7 +245,8 @@ def lint(
     """Run the enabled checks over every flag of `config`.
 
     `texts` holds the text of each flags/ file (by the relative path in `config.flag_paths`), to
-    place findings; `code` turns FL005 on and `history` (one environment's rollouts) FL006. A
+    place findings; `code` turns FL005 on, `history` (one environment's rollouts) FL006 and the
+    settings' `key_style` FL007. A
     finding named in the flag's `lint_ignore` is reported as suppressed instead. Raises
     ConfigError when a `lint_ignore` names an unknown check or gives no reason.
     """
@@ -249,6 +259,7 @@ def lint(
         if c in settings.enabled
         and (c != "FL005" or code is not None)
         and (c != "FL006" or history is not None)
+        and (c != "FL007" or settings.key_style is not None)
     ]
     hits: list[tuple[str, str, str]] = []  # (flag key, check, message)
     for key, flag in config.flags.items():

@@ -37,6 +37,7 @@ CHECKS: dict[str, Check] = {
         ),
         Check("FL005", "unreferenced", Severity.WARNING, "no file under --code mentions the flag"),
         Check("FL006", "stale-rollout", Severity.WARNING, "the rollout has not changed for stale_days"),
+        Check("FL007", "key-style", Severity.WARNING, "the flag key is not written in key_style"),
     )
 }
 

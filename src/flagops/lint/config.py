@@ -11,6 +11,7 @@ from typing import Any
 
 from flagops.errors import ConfigError, Problem
 from flagops.lint.codes import CHECKS, Severity, known_codes
+from flagops.lint.keystyle import KEY_STYLES
 
 CONFIG_FILE = "flags.toml"
 DEFAULT_EXPIRING_DAYS = 14
@@ -29,9 +30,12 @@ class LintSettings:
     severities: Mapping[str, Severity] = field(default_factory=_default_severities)
     expiring_days: int = DEFAULT_EXPIRING_DAYS
     stale_days: int = DEFAULT_STALE_DAYS
+    key_style: str | None = None
+    """The style every flag key should follow (FL007); None: keys of any style, FL007 off."""
 
 
-_KEYS = ("enable", "disable", "severity", "expiring_days", "stale_days")
+_KEYS = ("enable", "disable", "severity", "expiring_days", "stale_days", "key_style")
+KEY_STYLE_CHECK = "FL007"
 _TOML_POSITION = re.compile(r"^(?P<message>.*?) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
 
 
@@ -82,6 +86,23 @@ def _days(value: Any, name: str, minimum: int, problems: _Problems) -> int | Non
     return value
 
 
+def _key_style(table: Mapping[str, Any], enable: frozenset[str] | None, problems: _Problems) -> str | None:
+    value = table.get("key_style")
+    styles = ", ".join(_shown(name) for name in KEY_STYLES)
+    if value is None:
+        if enable is not None and "enable" in table and KEY_STYLE_CHECK in enable:
+            problems.add(
+                "enable",
+                f"lint.enable: {KEY_STYLE_CHECK} checks keys against lint.key_style, which is not set"
+                f" (one of {styles})",
+            )
+        return None
+    if value not in KEY_STYLES:
+        problems.add("key_style", f"lint.key_style: expected one of {styles}, got {_shown(value)}")
+        return None
+    return str(value)
+
+
 def parse_settings(text: str, path: str = CONFIG_FILE) -> LintSettings:
     """The settings in the `[lint]` table of a flags.toml text; raise ConfigError naming every problem.
 
@@ -121,7 +142,8 @@ def parse_settings(text: str, path: str = CONFIG_FILE) -> LintSettings:
             severities[code] = Severity(level)
     expiring = _days(table.get("expiring_days", DEFAULT_EXPIRING_DAYS), "expiring_days", 0, problems)
     stale = _days(table.get("stale_days", DEFAULT_STALE_DAYS), "stale_days", 1, problems)
+    key_style = _key_style(table, enable, problems)
     if problems.found:
         raise ConfigError(problems.found)
     assert enable is not None and disable is not None and expiring is not None and stale is not None
-    return LintSettings(enable - disable, severities, expiring, stale)
+    return LintSettings(enable - disable, severities, expiring, stale, key_style)
