@@ -486,3 +486,22 @@ def test_unmanaged_rows_are_never_drift_nor_blocked() -> None:
     assert (drift, adopted) == ([], 0)
     changes = diff(desired, UNMANAGED_ACTUAL)
     assert changes == () and _guard(changes, UNMANAGED_ACTUAL, drift) == ()
+
+
+@pytest.mark.parametrize(
+    ("hand_change", "keep"),
+    [
+        ({"rollout_percentage": 80}, "run flags import to keep it"),
+        ({"owner": "sales"}, "change flags/ to keep it (its shared fields hold for every environment)"),
+        (
+            {"owner": "sales", "enabled": True},
+            "run flags import and change flags/ to keep it (import leaves shared fields alone)",
+        ),
+    ],
+)
+def test_drift_reason_says_where_a_hand_change_is_kept(hand_change: dict[str, Any], keep: str) -> None:
+    last = state({"lead_scoring": LEAD})
+    actual = state({"lead_scoring": row(**hand_change)})
+    drift, _ = find_drift(last, actual, last)
+    reason = f"changed outside flags; pass --overwrite-drift to replace it, or {keep}"
+    assert _guard(diff(last, actual), actual, drift) == (Blocked("flag.lead_scoring", reason),)

@@ -762,4 +762,10 @@ def test_import_never_rewrites_shared_fields_other_environments_rely_on(
         "Fields changed outside flags are drift: apply refuses to overwrite them without --overwrite-drift.\n"
     )
     assert _read(repo, "flags/main.yaml") == flags_before
-    assert repo.flags("plan", "--env", "test").exit_code == 5
+    blocked = repo.flags("plan", "--env", "test")
+    assert blocked.exit_code == 5
+    assert (
+        "  x flag.lead_scoring: changed outside flags by postgres at " in blocked.stdout
+        and "; pass --overwrite-drift to replace it, or change flags/ to keep it (its shared fields hold"
+        " for every environment)\n" in blocked.stdout
+    )

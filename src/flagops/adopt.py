@@ -31,13 +31,11 @@ from flagops.diff import unmanaged
 from flagops.keys import is_flag_key
 from flagops.load import Config, Environment
 from flagops.model import ENVIRONMENT_FIELDS, ORG_ID_PATTERN, FlagDefinition
-from flagops.plan import Unmanaged
-from flagops.state import FlagRow, State, desired_state, plain
+from flagops.plan import SHARED_FIELDS, Unmanaged
+from flagops.state import FLAG_FIELDS, FlagRow, State, desired_state, plain
 from flagops.yamledit import REMOVE, Edit
 
 IMPORTED_FLAGS_FILE = "flags/imported.yaml"
-SHARED_FIELDS = ("name", "description", "owner", "expires", "protected")
-"""The fields of a definition every environment shares: import never writes them for a defined flag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +156,9 @@ def _flag_assignments(
             continue
         path = config.flag_paths[key]
         last = last_applied.flags.get(key) if last_applied is not None else None
-        for name in SHARED_FIELDS:
+        for name in FLAG_FIELDS:
+            if name not in SHARED_FIELDS:
+                continue
             old, new = getattr(definition, name), getattr(row, name)
             if old != new:
                 drifted = last is not None and getattr(last, name) != new

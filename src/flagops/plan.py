@@ -217,11 +217,7 @@ def guard(
         if seen is not None:
             who = f" by {seen.changed_by}" if seen.changed_by else ""
             when = f" at {seen.changed_at}" if seen.changed_at else ""
-            keep = (
-                "delete its definition from flags/ to keep it deleted"
-                if seen.subject == Subject.FLAG and seen.actual is None
-                else "run flags import to keep it"
-            )
+            keep = _how_to_keep(seen)
             blocked.append(
                 Blocked(
                     change.address,
@@ -229,3 +225,21 @@ def guard(
                 )
             )
     return tuple(blocked)
+
+
+SHARED_FIELDS = frozenset({"name", "description", "owner", "expires", "protected"})
+"""A flag's fields every environment shares (flags/); import writes only the others."""
+
+
+def _how_to_keep(drift: Drift) -> str:
+    """How to keep a drifted row as the database has it: import takes what the environment owns,
+    shared fields go into flags/ by hand."""
+    if drift.subject == Subject.FLAG and drift.actual is None:
+        return "delete its definition from flags/ to keep it deleted"
+    if drift.subject == Subject.FLAG and drift.actual is not None and drift.last_applied is not None:
+        changed = {k for k, v in drift.actual.items() if drift.last_applied.get(k) != v}
+        if changed and changed <= SHARED_FIELDS:
+            return "change flags/ to keep it (its shared fields hold for every environment)"
+        if changed & SHARED_FIELDS:
+            return "run flags import and change flags/ to keep it (import leaves shared fields alone)"
+    return "run flags import to keep it"
