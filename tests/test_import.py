@@ -648,6 +648,14 @@ def test_a_row_whose_key_is_not_valid_is_unmanaged_never_deleted_nor_blocking(
         _scalar(pg_url, "SELECT count(*) FROM feature_flags WHERE flag_key IN ('9lives', 'has space')") == 2
     )
     assert _scalar(pg_url, "SELECT count(*) FROM org_feature_flags WHERE flag_key = '9lives'") == 1
+    killed = repo.flags("kill", "9lives", "--env", "test", "--reason", "outage")
+    assert (killed.exit_code, killed.stdout) == (
+        0,
+        "Killed flag 9lives in environment test: it is off for every org (actor tester, reason: outage).\n"
+        "Its key is not a valid flag key: plans leave it unmanaged, left alone, killed or not.\n",
+    )
+    assert repo.flags("plan", "--env", "test", "--detailed-exitcode").exit_code == 0
+    assert _scalar(pg_url, f"SELECT is_feature_enabled('{ACME}', '9lives')") is False
 
 
 def test_keys_equal_ignoring_case_are_refused(pg_url: str, make_repo: Any) -> None:

@@ -40,6 +40,12 @@ def kill_command(flag: str, environment: str, reason: str) -> None:
         f"Killed flag {flag} in environment {environment}: it is off for every org"
         f" (actor {done.actor}, reason: {done.reason})."
     )
+    from flagops.keys import is_flag_key
+    from flagops.plan import UNMANAGED
+
+    if not is_flag_key(flag):
+        out(f"Its key is not a valid flag key: plans leave it {UNMANAGED}, killed or not.")
+        return
     out(
         "The next plan shows this as drift, which apply will not undo without --overwrite-drift;"
         f" to keep it, set killed: true for {flag} in {database.environment.path} (or run"
