@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagops.model import FLAG_KEY_PATTERN
+from flagops.keys import FLAG_KEY_PATTERN
 from flagops.rollout import (
     BUCKETS,
     Evaluation,

@@ -26,7 +26,6 @@ from pydantic_core import CoreSchema, core_schema
 # The key rule lives in flagops.keys (no pydantic); re-exported for the models and the loader.
 from flagops.keys import FLAG_KEY_MAX as FLAG_KEY_MAX
 from flagops.keys import FLAG_KEY_PATTERN as FLAG_KEY_PATTERN
-from flagops.keys import is_flag_key as is_flag_key
 
 ORG_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 ENV_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"

@@ -93,11 +93,25 @@ def test_hostile_values_changed_out_of_band_are_planned_and_imported_verbatim(re
     assert drift["address"] == "flag.flag_1"
     assert (drift["actual"]["description"], drift["actual"]["owner"]) == (HOSTILE[5], HOSTILE[3])
     assert drift["changed_by"] == "postgres"  # the out-of-band audit trigger saw it
+    execute(
+        pg_url,
+        "INSERT INTO feature_flags (flag_key, name, description, owner) VALUES ('flag_new', %s, %s, %s)",
+        params=(HOSTILE[6], HOSTILE[0], HOSTILE[3]),
+    )
+    flags_before = Path(repo.path, "flags/main.yaml").read_text(encoding="utf-8")
     imported = repo.flags("import", "--env", "test")
     assert imported.exit_code == 0, imported.output
+    # flags/ is shared by every environment: import lists the hand-changed values verbatim, leaves
+    # the file alone, and writes the new flag's values verbatim into flags/imported.yaml.
+    assert (
+        f"  flag_1.description: {_quoted(HOSTILE[0])} in flags/main.yaml, {_quoted(HOSTILE[5])} in the"
+        " database (changed outside flags since the last apply)\n"
+    ) in imported.stdout
+    assert Path(repo.path, "flags/main.yaml").read_text(encoding="utf-8") == flags_before
     after = json.loads(repo.flags("plan", "--env", "test", "--format", "json").stdout)
-    assert (after["changes"], after["drift"], after["adopted_drift"]) == ([], [], 1)  # the YAML says it now
-    _all_tables_there(pg_url)
+    assert [c["address"] for c in after["changes"]] == ["flag.flag_1"]  # back to what flags/ says
+    assert [d["address"] for d in after["drift"]] == ["flag.flag_1"]
+    assert counts(pg_url)["feature_flags"] == len(KEYS) + 1  # would raise, were any table dropped
 
 
 def test_kill_stores_a_hostile_reason_and_refuses_a_hostile_flag(repo: Any, pg_url: str) -> None:
