@@ -183,6 +183,15 @@ def test_a_saved_targeted_plan_keeps_its_targets(db_url: str, make_repo: Any, tm
     assert {c["flag_key"] for c in _plan(repo)["changes"]} == {"lead_scoring", "sms_campaigns"}
 
 
+def test_a_target_naming_an_unmanaged_row_is_an_error(db_url: str, make_repo: Any) -> None:
+    repo = _changed(make_repo, db_url)
+    with connected(db_url) as conn:
+        conn.execute(sa.text("INSERT INTO feature_flags (flag_key, name) VALUES ('2fa login', 'Legacy')"))
+    result = repo.flags("plan", "--env", "test", "--target", "2fa login")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == "--target names a row flags does not manage (unmanaged, left alone): 2fa login\n"
+
+
 def test_a_target_may_name_a_flag_only_the_database_has(db_url: str, make_repo: Any) -> None:
     repo = _changed(make_repo, db_url)
     repo.write("flags/main.yaml", CHANGED_FLAGS.split("  call_recording:")[0])

@@ -16,8 +16,9 @@ from flagops.db import kill, lock, migrate, read, write
 from flagops.db.engine import open_engine, resolve_url, translated
 from flagops.diff import apply_changes, diff, find_drift, unmanaged
 from flagops.errors import BlockedError, StalePlanError, UsageError
+from flagops.keys import is_flag_key
 from flagops.load import Config, Environment
-from flagops.plan import Blocked, Change, Drift, EnvironmentSettings, Plan, guard
+from flagops.plan import UNMANAGED, Blocked, Change, Drift, EnvironmentSettings, Plan, guard
 from flagops.plancheck import differences
 from flagops.state import (
     State,
@@ -60,10 +61,15 @@ class _Start:
 
 
 def check_targets(targets: Sequence[str], desired: State, actual: State) -> None:
-    """Refuse --target keys that name no flag in the configuration or the database."""
+    """Refuse --target keys that name no flag in the configuration or the database, or a database
+    row flags does not manage (its key is not a valid key: plans leave it alone)."""
     unknown = [t for t in targets if t not in desired.flags and t not in actual.flags]
     if unknown:
         raise UsageError(f"--target names no flag: {', '.join(sorted(unknown))}")
+    left_alone = [t for t in targets if not is_flag_key(t)]
+    if left_alone:
+        named = ", ".join(sorted(left_alone))
+        raise UsageError(f"--target names a row flags does not manage ({UNMANAGED}): {named}")
 
 
 def make_plan(
