@@ -1,10 +1,10 @@
-"""The emergency off switch in the database: set `killed` on one flag in one short, audited transaction."""
+"""The emergency switch in the database: set or clear `killed` of one flag in one audited transaction."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -18,42 +18,50 @@ from flagops.plan import Subject
 from flagops.state import State
 
 ROW_LOCK_TIMEOUT = 5.0
-"""Seconds a kill waits for the flag's row when an apply (or anyone) holds it; then it gives up."""
+"""Seconds a kill or unkill waits for the flag's row when an apply (or anyone) holds it; then it gives up."""
 
 _LOCK_NOT_AVAILABLE = "55P03"
 
 
 @dataclass(frozen=True, slots=True)
 class Kill:
-    """What `kill` found or did: `done` False when the flag was already killed (nothing written).
+    """What `set_killed` found or did: `done` False when the flag already was as asked (nothing written).
 
-    `actor`, `reason` and `changed_at` are those of this kill, or of the earlier kill the audit log
-    knows when the flag was already killed (None when it does not know one).
+    `killed` is the state asked for (True for `flags kill`, False for `flags unkill`). `actor`,
+    `reason` and `changed_at` are those of this change, or, when nothing was written, of the newest
+    audit row that left the flag as it is (None when the audit log does not know one).
     """
 
     flag_key: str
+    killed: bool
     done: bool
     actor: str | None
     reason: str | None
     changed_at: dt.datetime | None
 
 
-def kill(engine: sa.Engine, url: URL, environment: str, flag_key: str, *, actor: str, reason: str) -> Kill:
-    """Set `killed = true` on one flag and write its `kill` audit row, in one transaction.
+def set_killed(
+    engine: sa.Engine, url: URL, environment: str, flag_key: str, killed: bool, *, actor: str, reason: str
+) -> Kill:
+    """Set `killed` of one flag to `killed` and write its audit row (source `kill`), in one transaction.
 
-    Takes no apply lock (an emergency does not queue behind applies) but the flag's row lock, waiting
-    at most ROW_LOCK_TIMEOUT seconds for an apply in progress, which holds every flag row until it
-    commits: the kill then lands after the apply and shows as drift, never overwritten by it.
-    Raises UsageError for a flag the database does not have, LockTimeoutError when the row stayed
-    locked. A flag already killed is left alone: nothing is written.
+    `flags kill` sets it, `flags unkill` clears it; both are audited the same way, the row's
+    `killed` old and new values telling which one it was. Takes no apply lock (an emergency does
+    not queue behind applies) but the flag's row lock, waiting at most ROW_LOCK_TIMEOUT seconds for
+    an apply in progress, which holds every flag row until it commits: the change then lands after
+    the apply and shows as drift, never overwritten by it. Raises UsageError for a flag the
+    database does not have, LockTimeoutError when the row stayed locked. A flag already as asked is
+    left alone: nothing is written.
     """
-    with translated(url, f"killing flag {flag_key} in environment {environment}"), engine.begin() as conn:
+    doing = "killing" if killed else "unkilling"
+    with translated(url, f"{doing} flag {flag_key} in environment {environment}"), engine.begin() as conn:
         migrate.require_current(conn, environment)
         postgres = conn.dialect.name == "postgresql"
         if postgres:
             conn.execute(
                 sa.select(
                     sa.func.set_config("lock_timeout", f"{int(ROW_LOCK_TIMEOUT * 1000)}ms", True),
+                    # the audit triggers leave this change to the row written below
                     sa.func.set_config("flagops.kill", actor, True),
                 )
             )
@@ -62,7 +70,7 @@ def kill(engine: sa.Engine, url: URL, environment: str, flag_key: str, *, actor:
         if postgres:
             query = query.with_for_update(key_share=True)
         try:
-            killed = conn.execute(query).scalar()
+            current = conn.execute(query).scalar()
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 raise LockTimeoutError(
@@ -71,16 +79,13 @@ def kill(engine: sa.Engine, url: URL, environment: str, flag_key: str, *, actor:
                     " try again"
                 ) from None
             raise
-        if killed is None:
+        if current is None:
             raise UsageError(f"flag {flag_key} does not exist in the database of environment {environment}")
-        if killed:
-            earlier = _last_kill(conn, flag_key)
-            if earlier is None:
-                return Kill(flag_key, False, None, None, None)
-            return Kill(flag_key, False, earlier.actor, earlier.reason, earlier.changed_at)
+        if bool(current) == killed:
+            return _as_found(conn, flag_key, killed)
         now = dt.datetime.now(dt.UTC)
         conn.execute(
-            feature_flags.update().where(ff.flag_key == flag_key).values(killed=True, updated_at=now)
+            feature_flags.update().where(ff.flag_key == flag_key).values(killed=killed, updated_at=now)
         )
         conn.execute(
             audit_log.insert().values(
@@ -90,8 +95,8 @@ def kill(engine: sa.Engine, url: URL, environment: str, flag_key: str, *, actor:
                 flag_key=flag_key,
                 org_id=None,
                 action="update",
-                old_value={"killed": False},
-                new_value={"killed": True},
+                old_value={"killed": not killed},
+                new_value={"killed": killed},
                 actor=actor,
                 source="kill",
                 git_commit=None,
@@ -99,17 +104,23 @@ def kill(engine: sa.Engine, url: URL, environment: str, flag_key: str, *, actor:
                 changed_at=now,
             )
         )
-    return Kill(flag_key, True, actor, reason, now)
+    return Kill(flag_key, killed, True, actor, reason, now)
 
 
-def _last_kill(connection: sa.Connection, flag_key: str) -> Any:
+def _as_found(connection: sa.Connection, flag_key: str, killed: bool) -> Kill:
+    """A flag already as asked: who left it so, from the newest audit row that set its `killed`."""
     a = audit_log.c
-    return connection.execute(
-        sa.select(a.actor, a.reason, a.changed_at)
-        .where(a.flag_key == flag_key, a.subject == Subject.FLAG.value, a.source == "kill")
+    rows = connection.execute(
+        sa.select(a.actor, a.reason, a.changed_at, a.new_value)
+        .where(a.flag_key == flag_key, a.subject == Subject.FLAG.value, a.action != "delete")
         .order_by(a.id.desc())
-        .limit(1)
-    ).first()
+    )
+    for actor, reason, changed_at, new_value in rows:
+        if isinstance(new_value, Mapping) and "killed" in new_value:
+            if new_value["killed"] != killed:
+                break  # a later change the audit log does not know of (SQL without triggers)
+            return Kill(flag_key, killed, False, actor, reason, changed_at)
+    return Kill(flag_key, killed, False, None, None, None)
 
 
 def hold_flag_rows(connection: sa.Connection) -> None:
