@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import sqlalchemy as sa
 import flagops.db.kill
 from flagops.db.kill import hold_flag_rows
 from flagops.db.tables import audit_log, feature_flags
-from support import assert_stale, connected, engine, everything, init_and_apply, rows
+from support import assert_stale, connected, engine, everything, finish, init_and_apply, rows, spawn
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ENV = f"orgs:\n  {ORG_A}:\n    sms_campaigns: true\n"
@@ -194,37 +193,66 @@ def test_an_apply_planned_before_a_kill_is_stale(db_url: str, make_repo: Any, tm
     assert _killed(db_url, "lead_scoring")
 
 
-def test_a_kill_waits_for_an_apply_holding_the_flag_rows(pg_url: str, make_repo: Any) -> None:
+@pytest.mark.parametrize("command", ["kill", "unkill"])
+def test_a_switch_waits_for_an_apply_holding_the_flag_rows(pg_url: str, make_repo: Any, command: str) -> None:
+    """The apply holding the rows writes the same value: the switch, having waited, finds it done."""
     repo = _applied(make_repo, pg_url)
+    if command == "unkill":
+        assert _kill(repo).exit_code == 0
     db = engine(pg_url)
-    conn = db.connect()
-    holder = conn.begin()
-    hold_flag_rows(conn)  # what an apply does under its lock
-    release = threading.Timer(0.5, holder.commit)
-    started = time.monotonic()
-    release.start()
     try:
-        result = _kill(repo)
+        with db.connect() as conn:
+            holder = conn.begin()
+            hold_flag_rows(conn)  # what an apply does under its lock, before it writes
+            conn.execute(
+                feature_flags.update()
+                .where(feature_flags.c.flag_key == "lead_scoring")
+                .values(killed=command == "kill")
+            )
+            process = spawn(
+                repo.path, command, "lead_scoring", "--env", "test", "--reason", "r", env=repo.env
+            )
+            _wait_until_blocked(pg_url, f"flags {command} (tester)")
+            holder.commit()
+        code, stdout, stderr = finish(process)
     finally:
-        release.join()
-        conn.close()
         db.dispose()
-    assert result.exit_code == 0, result.output
-    assert time.monotonic() - started >= 0.45
-    assert _killed(pg_url, "lead_scoring")
+    assert (code, stderr) == (0, ""), stdout
+    state = "already killed" if command == "kill" else "not killed"
+    assert stdout.startswith(f"Flag lead_scoring is {state} in environment test ("), stdout
+    assert stdout.endswith("; nothing was written.\n")
+    assert _killed(pg_url, "lead_scoring") is (command == "kill")
 
 
-def test_a_kill_gives_up_when_the_row_stays_locked(
-    pg_url: str, make_repo: Any, monkeypatch: pytest.MonkeyPatch
+def _wait_until_blocked(url: str, application_name: str) -> None:
+    """Return once a session of `application_name` waits for a lock; fail after a minute."""
+    deadline = time.monotonic() + 60
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name AND wait_event_type = 'Lock'"
+    )
+    while time.monotonic() < deadline:
+        with connected(url) as conn:
+            if conn.execute(query, {"name": application_name}).scalar_one():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no session of {application_name} waited for a lock")
+
+
+@pytest.mark.parametrize("command", ["kill", "unkill"])
+def test_a_switch_gives_up_when_the_row_stays_locked(
+    pg_url: str, make_repo: Any, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
     repo = _applied(make_repo, pg_url)
+    if command == "unkill":
+        assert _kill(repo).exit_code == 0
+    before = everything(pg_url)
     monkeypatch.setattr(flagops.db.kill, "ROW_LOCK_TIMEOUT", 0.3)
     db = engine(pg_url)
     try:
         with db.connect() as conn:
             holder = conn.begin()
             hold_flag_rows(conn)
-            result = _kill(repo)
+            result = repo.flags(command, "lead_scoring", "--env", "test", "--reason", "r")
             holder.rollback()
     finally:
         db.dispose()
@@ -233,5 +261,153 @@ def test_a_kill_gives_up_when_the_row_stays_locked(
         "flag lead_scoring in environment test is locked by another transaction (an apply in progress?);"
         " gave up after 0.3s, nothing was written; try again\n"
     )
-    assert not _killed(pg_url, "lead_scoring")
-    assert [row["source"] for row in rows(pg_url, audit_log)] == ["apply"] * 3
+    assert everything(pg_url) == before
+
+
+# -- flags unkill -----------------------------------------------------------------------------------------
+
+
+def _unkill(repo: Any, flag: str = "lead_scoring", reason: str = "fire is out") -> Any:
+    return repo.flags("unkill", flag, "--env", "test", "--reason", reason)
+
+
+KEPT_ENV = "database:\n  url_env: FLAGS_TEST_URL\nflags:\n  lead_scoring: {killed: true}\n" + ENV
+"""environments/test.yaml once the kill is kept in it."""
+
+
+def test_unkill_undoes_a_kill_with_one_audit_row_and_no_drift_left(db_url: str, make_repo: Any) -> None:
+    repo = _applied(make_repo, db_url)
+    assert _kill(repo).exit_code == 0
+    before = rows(db_url, audit_log)
+    result = _unkill(repo)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [
+        "Unkilled flag lead_scoring in environment test: its values and org overrides apply again"
+        " (actor tester, reason: fire is out).",
+        "The configuration agrees (killed: false for lead_scoring in environment test): the next plan"
+        " shows no change for it.",
+    ]
+    assert not _killed(db_url, "lead_scoring")
+    [row] = rows(db_url, audit_log)[len(before) :]  # on Postgres: no out-of-band row from the triggers
+    assert {k: row[k] for k in row if k not in ("id", "changed_at")} == {
+        "apply_id": None,
+        "environment": "test",
+        "subject": "flag",
+        "flag_key": "lead_scoring",
+        "org_id": None,
+        "action": "update",
+        "old_value": {"killed": True},
+        "new_value": {"killed": False},
+        "actor": "tester",
+        "source": "kill",
+        "git_commit": None,
+        "reason": "fire is out",
+    }
+    assert repo.flags("plan", "--env", "test", "--detailed-exitcode").stdout == NO_CHANGES
+    history = repo.flags("history", "--env", "test", "--flag", "lead_scoring", "--format", "json")
+    entries = json.loads(history.stdout)["entries"]
+    assert [(e["source"], e["new_value"], e["reason"]) for e in entries[:2]] == [
+        ("kill", {"killed": False}, "fire is out"),
+        ("kill", {"killed": True}, "db on fire"),
+    ]
+
+
+def test_unkill_of_a_kept_kill_is_drift_until_the_configuration_agrees(db_url: str, make_repo: Any) -> None:
+    repo = _applied(make_repo, db_url)
+    assert _kill(repo).exit_code == 0
+    repo.write("environments/test.yaml", KEPT_ENV)
+    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0  # the kill is applied
+    result = _unkill(repo)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1] == (
+        "The configuration still says killed: true for lead_scoring in environment test: the next plan"
+        " wants to kill it again (as drift, which apply will not undo without --overwrite-drift, once"
+        " the kill was applied); to keep the flag on, set killed: false for lead_scoring in"
+        " environments/test.yaml (or run flags import --env test)."
+    )
+    # exactly what a kill looks like, the other way round
+    plan = repo.flags("plan", "--env", "test", "--format", "json")
+    assert plan.exit_code == 5
+    parsed = json.loads(plan.stdout)
+    [drift] = parsed["drift"]
+    assert (drift["address"], drift["changed_by"], drift["source"]) == ("flag.lead_scoring", "tester", "kill")
+    assert (drift["last_applied"]["killed"], drift["actual"]["killed"]) == (True, False)
+    assert [b["address"] for b in parsed["blocked"]] == ["flag.lead_scoring"]
+    text = repo.flags("plan", "--env", "test").stdout.splitlines()
+    assert (
+        f"  ! flag.lead_scoring  killed: true -> false  [changed by tester at {drift['changed_at']} (kill)]"
+        in text
+    )
+    before = everything(db_url)
+    refused = repo.flags("apply", "--env", "test", "--auto-approve")
+    assert refused.exit_code == 5
+    assert everything(db_url) == before
+
+    # the configuration agreeing with the unkill: no change, and a kill again says it agrees
+    repo.write("environments/test.yaml", HEADER_ONLY + ENV)
+    agreed = repo.flags("plan", "--env", "test", "--detailed-exitcode")
+    assert agreed.exit_code == 0
+    assert agreed.stdout == NO_CHANGES + (
+        "1 row(s) changed outside flags already match the configuration; the next apply records them.\n"
+    )
+    repo.write("environments/test.yaml", KEPT_ENV)
+    again = _kill(repo, reason="on fire again")
+    assert again.stdout.splitlines()[1] == (
+        "The configuration agrees (killed: true for lead_scoring in environment test): the next plan"
+        " shows no change for it."
+    )
+    assert repo.flags("plan", "--env", "test", "--detailed-exitcode").stdout == NO_CHANGES
+
+
+HEADER_ONLY = "database:\n  url_env: FLAGS_TEST_URL\n"
+
+
+def test_unkill_of_a_flag_not_killed_says_so_and_writes_nothing(db_url: str, make_repo: Any) -> None:
+    repo = _applied(make_repo, db_url)
+    before = everything(db_url)
+    never = _unkill(repo)
+    assert (never.exit_code, never.stderr) == (0, "")
+    # the apply that created it set killed: false, without a reason
+    assert re.fullmatch(
+        r"Flag lead_scoring is not killed in environment test \(unkilled by tester at"
+        r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\); nothing was written\.\n",
+        never.stdout,
+    ), never.stdout
+    assert everything(db_url) == before
+    assert _kill(repo).exit_code == 0
+    assert _unkill(repo).exit_code == 0
+    before = everything(db_url)
+    again = _unkill(repo, reason="really out")
+    assert re.fullmatch(
+        r"Flag lead_scoring is not killed in environment test \(unkilled by tester at"
+        r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ: fire is out\); nothing was written\.\n",
+        again.stdout,
+    ), again.stdout
+    assert everything(db_url) == before
+
+
+def test_unkill_refuses_an_unknown_flag_and_a_blank_reason(sqlite_url: str, make_repo: Any) -> None:
+    repo = _applied(make_repo, sqlite_url)
+    assert _kill(repo).exit_code == 0
+    before = everything(sqlite_url)
+    unknown = _unkill(repo, "no_such_flag")
+    assert (unknown.exit_code, unknown.stdout) == (1, "")
+    assert unknown.stderr == "flag no_such_flag does not exist in the database of environment test\n"
+    missing = repo.flags("unkill", "lead_scoring", "--env", "test")
+    assert missing.exit_code == 1
+    assert "Error: Missing option '--reason'." in missing.stderr
+    blank = _unkill(repo, reason=" ")
+    assert (blank.exit_code, blank.stderr) == (1, "--reason must say why the flag is unkilled\n")
+    assert everything(sqlite_url) == before
+
+
+def test_an_apply_planned_before_an_unkill_is_stale(db_url: str, make_repo: Any, tmp_path: Path) -> None:
+    repo = _applied(make_repo, db_url)
+    assert _kill(repo).exit_code == 0
+    repo.write("environments/test.yaml", KEPT_ENV)
+    saved = tmp_path / "plan.json"
+    assert repo.flags("plan", "--env", "test", "--out", str(saved)).exit_code == 0
+    assert _unkill(repo).exit_code == 0
+    stale = repo.flags("apply", "--env", "test", str(saved))
+    assert_stale(stale, saved)
+    assert not _killed(db_url, "lead_scoring")
