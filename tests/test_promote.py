@@ -27,8 +27,8 @@ flags:
 """
 
 
-def _config(**environments: str) -> Config:
-    sources = {"flags/main.yaml": textwrap.dedent(FLAGS).encode()}
+def _config(flags: str = FLAGS, **environments: str) -> Config:
+    sources = {"flags/main.yaml": textwrap.dedent(flags).encode()}
     for name, body in environments.items():
         text = "database:\n  url: sqlite:///x.db\n" + textwrap.dedent(body)
         sources[f"environments/{name}.yaml"] = text.encode()
@@ -37,7 +37,7 @@ def _config(**environments: str) -> Config:
 
 def _found(config: Config, keys: list[str] | None = None) -> list[tuple[str, Any, Any, Any]]:
     found = promotions(config, "staging", "production", keys or sorted(config.flags))
-    return [(p.address, p.before, p.after, p.edit.value) for p in found]
+    return [(p.address, p.before, p.after, p.edit.value) for p in found.copied]
 
 
 # -- which values move --------------------------------------------------------------------------------
@@ -59,12 +59,41 @@ def test_values_the_source_sets_are_set_in_the_target() -> None:
 def test_values_the_source_leaves_to_the_definition_are_removed_from_the_target() -> None:
     config = _config(
         staging="flags: {}\n",
-        production="promote_from: staging\nflags:\n  lead_scoring: {rollout_percentage: 10, killed: true}\n",
+        production="promote_from: staging\nflags:\n  lead_scoring: {rollout_percentage: 10, enabled: true}\n",
     )
     assert _found(config) == [
+        ("lead_scoring.enabled", True, False, REMOVE),
         ("lead_scoring.rollout_percentage", 10, 50, REMOVE),
-        ("lead_scoring.killed", True, False, REMOVE),
     ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "production"),
+    [
+        (FLAGS, "flags:\n  lead_scoring: {rollout_percentage: 10, killed: true}\n"),
+        # killed by the definition, which the source overrides
+        (FLAGS.replace("rollout_percentage: 50}", "rollout_percentage: 50, killed: true}"), ""),
+    ],
+)
+def test_a_flag_killed_in_the_target_is_held_back_whole(flags: str, production: str) -> None:
+    config = _config(
+        flags,
+        staging="flags:\n  lead_scoring: {rollout_percentage: 25, killed: false}\n"
+        "  sms_campaigns: {enabled: true}\n",
+        production="promote_from: staging\n" + production,
+    )
+    found = promotions(config, "staging", "production", sorted(config.flags))
+    assert found.kept_killed == ("lead_scoring",)
+    assert [(p.address, p.before, p.after) for p in found.copied] == [("sms_campaigns.enabled", False, True)]
+
+
+def test_a_kill_in_both_environments_is_no_reason_to_hold_a_flag_back() -> None:
+    config = _config(
+        staging="flags:\n  lead_scoring: {rollout_percentage: 25, killed: true}\n",
+        production="promote_from: staging\nflags:\n  lead_scoring: {rollout_percentage: 10, killed: true}\n",
+    )
+    assert _found(config) == [("lead_scoring.rollout_percentage", 10, 25, Decimal("25.00"))]
+    assert promotions(config, "staging", "production", ["lead_scoring"]).kept_killed == ()
 
 
 def test_equal_effective_values_are_not_touched_however_they_are_written() -> None:
@@ -246,3 +275,64 @@ def test_an_invalid_configuration_is_refused_before_anything_is_edited(example: 
     assert result.exit_code == 1
     assert result.stderr.startswith("environments/production.yaml:6:1: duplicate key 'promote_from'\n")
     assert _production(example) == broken
+
+
+# -- a kill in the target -------------------------------------------------------------------------------
+
+KEPT_KILL = "  lead_scoring: {enabled: false, rollout_percentage: 10, killed: true}\n"
+REFUSED = (
+    "refused: lead_scoring is killed in production and not in staging; promote never undoes a kill,"
+    " so none of its values were copied. To undo the kill, set killed: false for lead_scoring in"
+    " environments/production.yaml and apply it, or run flags unkill lead_scoring --env production"
+    " --reason TEXT first to undo it at once.\n"
+)
+
+
+def _kill_in_production(repo: Any) -> str:
+    """production.yaml with the kill of lead_scoring kept in it (as `flags import` writes it)."""
+    path = repo.path / "environments/production.yaml"
+    text = _production(repo).replace("  lead_scoring: {enabled: false, rollout_percentage: 10}\n", KEPT_KILL)
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def test_promote_over_a_kill_refuses_that_flag_and_promotes_the_others(example: Any) -> None:
+    before = _kill_in_production(example)
+    dry = example.flags("promote", "--from", "staging", "--to", "production", "--dry-run")
+    assert (dry.exit_code, dry.stderr) == (0, REFUSED)
+    assert dry.stdout == (
+        "~ sms_campaigns.rollout_percentage: 0 -> 10\n"
+        "Would change 1 value(s) in environments/production.yaml (dry run: nothing was written);"
+        " held back (killed in production): lead_scoring.\n"
+    )
+    assert _production(example) == before
+
+    result = example.flags("promote", "--from", "staging", "--to", "production")
+    assert (result.exit_code, result.stderr) == (0, REFUSED)
+    assert result.stdout == (
+        "~ sms_campaigns.rollout_percentage: 0 -> 10\n"
+        "Promoted 1 value(s) from staging to production in environments/production.yaml;"
+        " held back (killed in production): lead_scoring.\n"
+    )
+    after = _production(example)
+    assert _changed(before, after) == ["+  sms_campaigns: {rollout_percentage: 10}"]
+    assert KEPT_KILL in after
+    assert example.flags("validate").exit_code == 0
+
+
+def test_promote_of_only_a_killed_flag_leaves_the_file_unchanged(example: Any) -> None:
+    before = _kill_in_production(example)
+    result = example.flags("promote", "--from", "staging", "--to", "production", "--flag", "lead_*")
+    assert (result.exit_code, result.stderr) == (0, REFUSED)
+    assert result.stdout == (
+        "Nothing promoted from staging to production; held back (killed in production): lead_scoring.\n"
+    )
+    assert _production(example) == before
+    everything_else = example.flags("promote", "--from", "staging", "--to", "production")
+    assert everything_else.exit_code == 0
+    again = example.flags("promote", "--from", "staging", "--to", "production")
+    assert (again.exit_code, again.stderr) == (0, REFUSED)
+    assert again.stdout == (
+        "Nothing promoted from staging to production; held back (killed in production): lead_scoring;"
+        " the other 9 flag(s) already have the values of staging.\n"
+    )

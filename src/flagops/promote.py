@@ -5,6 +5,11 @@ copied when the source environment's effective value (its YAML over the flag's d
 from the target's, and it is copied the way the source states it: a value the source sets is set
 in the target, a value the source leaves to the definition is removed from the target, which then
 follows the definition too. Either way the target's effective value becomes the source's.
+
+A kill is undone only on purpose: a flag killed in the target and not in the source is held back
+whole (none of its values are copied), and reported, while the other flags are promoted. Undoing
+the kill is `flags unkill` or an edit of the target's `killed`, never a side effect of a
+promotion (docs/emergencies.md).
 """
 
 from __future__ import annotations
@@ -75,19 +80,36 @@ def select_flags(config: Config, patterns: Sequence[str]) -> list[str]:
     return [k for k in keys if any(fnmatch.fnmatchcase(k, p) for p in patterns)]
 
 
-def promotions(config: Config, source: str, target: str, flag_keys: Sequence[str]) -> list[Promotion]:
-    """The values to copy from `source` into `target` for the given flags, in flag then field order."""
+@dataclass(frozen=True, slots=True)
+class Promotions:
+    """What `flags promote` copies, and the flags it holds back because that would undo a kill."""
+
+    copied: tuple[Promotion, ...]
+    kept_killed: tuple[str, ...]
+    """Flags killed in the target and not in the source: none of their values are copied."""
+
+
+_KILLED = ENVIRONMENT_FIELDS.index("killed")
+
+
+def promotions(config: Config, source: str, target: str, flag_keys: Sequence[str]) -> Promotions:
+    """The values to copy from `source` into `target` for the given flags, in flag then field order,
+    and the flags held back because the target has them killed and the source does not."""
     have = config.environment(target).spec.flags
     stated = config.environment(source).spec.flags
     found: list[Promotion] = []
+    kept: list[str] = []
     for key in flag_keys:
         values = stated.get(key)
         target_values = rollout_values(config.flags[key], have.get(key))
         source_values = rollout_values(config.flags[key], values)
+        if target_values[_KILLED] and not source_values[_KILLED]:
+            kept.append(key)
+            continue
         for field, before, after in zip(ENVIRONMENT_FIELDS, target_values, source_values, strict=True):
             if before == after:
                 continue
             explicit = None if values is None else getattr(values, field)
             edit = Edit(("flags", key, field), REMOVE if explicit is None else explicit)
             found.append(Promotion(key, field, plain(field, before), plain(field, after), edit))
-    return found
+    return Promotions(tuple(found), tuple(kept))

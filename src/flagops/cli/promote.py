@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import click
 
-from flagops.cli.app import cli, context, out
+from flagops.cli.app import cli, context, err, out
 
 
 @cli.command()
@@ -25,7 +25,9 @@ def promote(source: str, target: str, patterns: Sequence[str], dry_run: bool) ->
 
     Copies enabled, rollout_percentage and killed of the matching flags. The target's promote_from
     must name the source. Org overrides are never copied. Comments and formatting of the target
-    file are kept: only the lines of changed values change.
+    file are kept: only the lines of changed values change. A flag killed in the target and not in
+    the source is held back, none of its values copied (said on stderr); the other flags are
+    promoted. Undo a kill with `flags unkill` or by editing `killed` in the target's file.
     """
     from flagops.cli.rewrite import edited_files, validated, write_files
     from flagops.promote import check_direction, promotions, select_flags
@@ -37,15 +39,28 @@ def promote(source: str, target: str, patterns: Sequence[str], dry_run: bool) ->
     keys = select_flags(config, patterns)
     found = promotions(config, source, target, keys)
     env = config.environment(target)
-    if not found:
-        out(f"Nothing to promote: {target} already has the values of {source} for {len(keys)} flag(s).")
+    for key in found.kept_killed:
+        err(
+            f"refused: {key} is killed in {target} and not in {source}; promote never undoes a kill,"
+            f" so none of its values were copied. To undo the kill, set killed: false for {key} in"
+            f" {env.path} and apply it, or run flags unkill {key} --env {target} --reason TEXT"
+            " first to undo it at once."
+        )
+    held = f"; held back (killed in {target}): {', '.join(found.kept_killed)}" if found.kept_killed else ""
+    if not found.copied:
+        if not found.kept_killed:
+            out(f"Nothing to promote: {target} already has the values of {source} for {len(keys)} flag(s).")
+            return
+        others = len(keys) - len(found.kept_killed)
+        rest = f"; the other {others} flag(s) already have the values of {source}" if others else ""
+        out(f"Nothing promoted from {source} to {target}{held}{rest}.")
         return
-    files = edited_files(ctx.sources, {env.path: [p.edit for p in found]})
+    files = edited_files(ctx.sources, {env.path: [p.edit for p in found.copied]})
     validated(ctx.sources, files)
-    for p in found:
+    for p in found.copied:
         out(f"~ {p.address}: {value(p.before)} -> {value(p.after)}")
     if dry_run:
-        out(f"Would change {len(found)} value(s) in {env.path} (dry run: nothing was written).")
+        out(f"Would change {len(found.copied)} value(s) in {env.path} (dry run: nothing was written){held}.")
         return
     write_files(ctx.config_dir, files)
-    out(f"Promoted {len(found)} value(s) from {source} to {target} in {env.path}.")
+    out(f"Promoted {len(found.copied)} value(s) from {source} to {target} in {env.path}{held}.")
