@@ -411,3 +411,23 @@ def test_an_apply_planned_before_an_unkill_is_stale(db_url: str, make_repo: Any,
     stale = repo.flags("apply", "--env", "test", str(saved))
     assert_stale(stale, saved)
     assert not _killed(db_url, "lead_scoring")
+
+
+def test_import_keeps_a_kill_in_the_environment_file(db_url: str, make_repo: Any) -> None:
+    repo = _applied(make_repo, db_url)
+    flags_before = (repo.path / "flags/main.yaml").read_text()
+    assert _kill(repo).exit_code == 0
+    imported = repo.flags("import", "--env", "test")
+    assert (imported.exit_code, imported.stderr) == (0, "")
+    assert imported.stdout.splitlines()[:2] == [
+        "environments/test.yaml:",
+        "  ~ lead_scoring.killed: false -> true",
+    ]
+    assert (repo.path / "environments/test.yaml").read_text() == KEPT_ENV
+    assert (repo.path / "flags/main.yaml").read_text() == flags_before  # the kill is not shared
+    plan = repo.flags("plan", "--env", "test", "--detailed-exitcode")
+    assert (plan.exit_code, plan.stdout.splitlines()[0]) == (0, NO_CHANGES.strip())
+    assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
+    assert _killed(db_url, "lead_scoring")
+    again = repo.flags("import", "--env", "test")
+    assert again.stdout == "Nothing to import: the configuration of environment test matches its database.\n"
