@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
@@ -21,13 +21,22 @@ if TYPE_CHECKING:
 
 @dataclass
 class Context:
-    """Global options shared by every command."""
+    """Global options shared by every command (given before or after its name: see GLOBAL_OPTIONS)."""
 
-    config_dir: Path
-    color: bool
-    actor_option: str | None
+    config_dir: Path = Path(".")
+    no_color: bool = False
+    actor_option: str | None = None
     sources: Mapping[str, bytes] = field(default_factory=dict)
     """The files `load` read: commands that edit them edit these bytes, not a later read."""
+
+    @property
+    def color(self) -> bool:
+        """Colored output on stdout: only on a terminal, without --no-color and NO_COLOR."""
+        return self.color_on(sys.stdout)
+
+    def color_on(self, stream: TextIO) -> bool:
+        """Colored output on `stream`: only on a terminal, without --no-color and NO_COLOR."""
+        return not self.no_color and "NO_COLOR" not in os.environ and stream.isatty()
 
     def load(self) -> Config:
         from flagops.load import load_config
@@ -90,8 +99,14 @@ class FlagsGroup(click.Group):
     """The command group, running each command so that every failure is one clean message.
 
     Exit codes follow DESIGN.md: usage errors and FlagopsErrors exit 1 (or the error's own code),
-    never with a traceback; FLAGS_DEBUG=1 lets unexpected errors through for debugging.
+    never with a traceback; FLAGS_DEBUG=1 lets unexpected errors through for debugging. Every
+    command added to the group takes the global options too, so that `flags plan --no-color ...`
+    works like `flags --no-color plan ...`.
     """
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(global_options())
+        super().add_command(cmd, name)
 
     def main(
         self,
@@ -132,26 +147,53 @@ class FlagsGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def _store(attribute: str) -> Any:
+    """An option callback keeping a given value in the shared Context (an absent one changes nothing,
+    so that a value given before the command name stays when it is not repeated after it)."""
+
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is not None and value is not False:
+            setattr(ctx.ensure_object(Context), attribute, value)
+
+    return store
+
+
+def global_options() -> list[click.Option]:
+    """The options of the group, accepted before the command name and after it (the last one wins)."""
+    return [
+        click.Option(
+            ["--config-dir"],
+            type=click.Path(file_okay=False, path_type=Path),
+            expose_value=False,
+            callback=_store("config_dir"),
+            help="Repository holding flags/ and environments/.  [default: .]",
+        ),
+        click.Option(
+            ["--no-color"],
+            is_flag=True,
+            expose_value=False,
+            callback=_store("no_color"),
+            help="Plain output (also when NO_COLOR is set).",
+        ),
+        click.Option(
+            ["--actor"],
+            expose_value=False,
+            callback=_store("actor_option"),
+            help="Who is acting, for audit rows (default: FLAGS_ACTOR, GITHUB_ACTOR, user@host).",
+        ),
+    ]
+
+
 @click.group(
-    cls=FlagsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
-)
-@click.option(
-    "--config-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Repository holding flags/ and environments/.",
-)
-@click.option("--no-color", is_flag=True, help="Plain output (also when NO_COLOR is set).")
-@click.option(
-    "--actor", help="Who is acting, for audit rows (default: FLAGS_ACTOR, GITHUB_ACTOR, user@host)."
+    cls=FlagsGroup,
+    params=global_options(),
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="flagops", prog_name="flags")
 @click.pass_context
-def cli(ctx: click.Context, config_dir: Path, no_color: bool, actor: str | None) -> None:
+def cli(ctx: click.Context) -> None:
     """Feature flags as code: validate, plan and apply flags/ and environments/ to databases."""
-    color = not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
-    ctx.obj = Context(config_dir, color, actor)
+    ctx.ensure_object(Context)
 
 
 EXAMPLE_ORG = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
