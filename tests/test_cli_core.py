@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from flagops.cli import cli
 from flagops.db import read
 from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
 from flagops.state import decode_snapshot, state_hash
@@ -203,6 +205,52 @@ def test_a_saved_plan_applies_only_while_the_yaml_still_produces_it(
     assert overrides == [(ORG_A, "lead_scoring", True)]
 
 
+def test_plan_out_dash_writes_the_plan_to_stdout_and_the_rendering_to_stderr(
+    db_url: str, make_repo: Any, tmp_path: Path
+) -> None:
+    repo = make_repo(db_url, env_body=ENV_V1)
+    assert repo.flags("init", "--env", "test").exit_code == 0
+    shown = repo.flags("plan", "--env", "test").stdout
+    planned = repo.flags("plan", "--env", "test", "--out", "-")
+    assert planned.exit_code == 0
+    assert planned.stderr == shown + (
+        "Wrote the plan to stdout; apply a saved copy with: flags apply --env test PLAN_FILE\n"
+    )
+    assert not (Path.cwd() / "-").exists() and not (repo.path / "-").exists()
+    saved = tmp_path / "piped.json"
+    saved.write_text(planned.stdout, encoding="utf-8")
+    assert json.loads(planned.stdout)["summary"] == {"add": 3, "change": 0, "destroy": 0}
+    applied = repo.flags("apply", "--env", "test", str(saved))
+    assert applied.exit_code == 0, applied.output
+    assert APPLIED.fullmatch(applied.stdout), applied.stdout
+    # any --format goes to stderr then; stdout stays the plan file
+    markdown = repo.flags("plan", "--env", "test", "--out", "-", "--format", "markdown")
+    assert markdown.exit_code == 0
+    assert markdown.stderr.startswith("**No changes. Environment test matches the configuration.**\n")
+    assert json.loads(markdown.stdout)["summary"] == {"add": 0, "change": 0, "destroy": 0}
+
+
+def test_a_blocked_saved_plan_prints_no_apply_command(db_url: str, make_repo: Any, tmp_path: Path) -> None:
+    repo = make_repo(db_url)
+    _applied(repo)
+    repo.configure(FLAGS_V2, ENV_V1)  # deletes sms_campaigns, which needs --allow-delete
+    for out in (str(tmp_path / "blocked.json"), "-"):
+        planned = repo.flags("plan", "--env", "test", "--out", out)
+        assert planned.exit_code == 5
+        saved = "Wrote the plan to stdout" if out == "-" else f"Saved the plan to {out}"
+        assert planned.stderr.endswith(
+            f"{saved}; it is blocked, so flags apply refuses it as it stands (exit 5):"
+            " each blocked change above says what it needs.\n"
+        ), planned.stderr
+        assert "flags apply --env" not in planned.stderr
+    before = everything(db_url)
+    refused = repo.flags("apply", "--env", "test", str(tmp_path / "blocked.json"))
+    assert refused.exit_code == 5
+    assert everything(db_url) == before
+    allowed = repo.flags("apply", "--env", "test", "--allow-delete", str(tmp_path / "blocked.json"))
+    assert allowed.exit_code == 0, allowed.output
+
+
 def test_plan_after_apply_has_no_changes_and_a_second_apply_writes_nothing(
     db_url: str, make_repo: Any, tmp_path: Path
 ) -> None:
@@ -346,6 +394,81 @@ def test_apply_on_a_terminal_applies_only_after_yes(sqlite_url: str, make_repo: 
     assert code == 0, output
     assert APPLIED.search(output), output
     assert [r["flag_key"] for r in rows(sqlite_url, feature_flags)] == ["lead_scoring", "sms_campaigns"]
+
+
+# -- global options ---------------------------------------------------------------------------------
+
+
+def _invoke(repo: Repo, *args: str) -> Any:
+    """Run `flags ARGS...` exactly as given (no global options added), in-process."""
+    return CliRunner().invoke(cli, list(args), env=repo.env, catch_exceptions=False)
+
+
+def test_global_options_are_accepted_after_the_command_and_the_last_one_wins(
+    sqlite_url: str, make_repo: Any
+) -> None:
+    repo = make_repo(sqlite_url)
+    where = str(repo.path)
+    # the working directory is this project, which has no environment `test`
+    assert _invoke(repo, "init", "--env", "test").exit_code == 1
+    assert _invoke(repo, "init", "--env", "test", "--config-dir", where).exit_code == 0
+    applied = _invoke(
+        repo, "--actor", "alice", "apply", "--env", "test", "--auto-approve", "--config-dir", where
+    )
+    assert applied.exit_code == 0, applied.output
+    before = ("--actor", "alice", "--config-dir", "/nonexistent")
+    after = ("--actor", "bob", "--config-dir", where)
+    killed = _invoke(repo, *before, "kill", "lead_scoring", *after, "--env", "test", "--reason", "r")
+    assert killed.exit_code == 0, killed.output
+    assert [(r["source"], r["actor"]) for r in rows(sqlite_url, audit_log)] == [
+        ("apply", "alice"),
+        ("apply", "alice"),
+        ("kill", "bob"),
+    ]
+    assert [r["actor"] for r in rows(sqlite_url, applies)] == ["alice"]
+
+
+def _plan_on_a_terminal(repo: Repo, *args: str) -> str:
+    """The stdout of `flags ARGS...` run with its stdout on a pseudo-terminal (NO_COLOR unset)."""
+    leader, follower = pty.openpty()
+    environ = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    try:
+        process = subprocess.Popen(
+            [FLAGS, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            env={**environ, **repo.env},
+        )
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal is closed once the process has exited
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    return b"".join(chunks).decode()
+
+
+def test_no_color_after_the_command_turns_colors_off(sqlite_url: str, make_repo: Any) -> None:
+    repo = make_repo(sqlite_url)
+    ok(repo, "init", "--env", "test")
+    where = str(repo.path)
+    colored = _plan_on_a_terminal(repo, "--config-dir", where, "plan", "--env", "test")
+    assert "\x1b[" in colored
+    for args in (("plan", "--env", "test", "--no-color"), ("--no-color", "plan", "--env", "test")):
+        plain = _plan_on_a_terminal(repo, "--config-dir", where, *args)
+        assert "\x1b[" not in plain
+        assert plain == re.sub(r"\x1b\[[0-9;]*m", "", colored)
 
 
 # -- errors -----------------------------------------------------------------------------------------

@@ -63,8 +63,8 @@ def _render(plan: Plan, fmt: str, color: bool) -> str:
 @click.option(
     "--out",
     "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Save the plan (JSON) for `flags apply`.",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Save the plan (JSON) for `flags apply`; `-` writes it to stdout and the rendering to stderr.",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
@@ -74,7 +74,11 @@ def _render(plan: Plan, fmt: str, color: bool) -> str:
 def plan(
     environment: str, out_file: Path | None, fmt: str, detailed_exitcode: bool, targets: Sequence[str]
 ) -> int:
-    """Show what apply would change in an environment (exit 5 when a guard blocks it)."""
+    """Show what apply would change in an environment (exit 5 when a guard blocks it).
+
+    With `--out -` stdout carries only the plan file (for a pipe or a redirection) and the plan is
+    shown on stderr.
+    """
     from flagops.planfile import dumps
     from flagops.reconcile import make_plan
 
@@ -82,16 +86,36 @@ def plan(
     config = ctx.load()
     database = ctx.connect(config, environment, "plan")
     result = make_plan(config, database, targets=list(targets) or None, git_commit=ctx.git_commit())
-    out(_render(result, fmt, ctx.color))
-    if out_file is not None:
+    if out_file is None:
+        out(_render(result, fmt, ctx.color))
+    elif str(out_file) == "-":  # stdout is the plan file: the rendering goes to stderr
+        rendered = _render(result, fmt, ctx.color_on(sys.stderr))
+        click.echo(rendered, err=True, nl=not rendered.endswith("\n"))
+        out(dumps(result, indent=None) + "\n")
+    else:
+        out(_render(result, fmt, ctx.color))
         try:
             out_file.write_text(dumps(result, indent=None), encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"{out_file}: cannot write the plan: {exc.strerror}") from None
-        err(f"Saved the plan to {out_file}; apply it with: flags apply --env {environment} {out_file}")
+    if out_file is not None:
+        err(_saved(result, environment, str(out_file)))
     if result.blocked:
         return EXIT_BLOCKED
     return EXIT_CHANGES if detailed_exitcode and result.has_changes else 0
+
+
+def _saved(result: Plan, environment: str, where: str) -> str:
+    """What plan says of the plan it saved: how to apply it, unless apply would refuse it (exit 5)."""
+    saved = "Wrote the plan to stdout" if where == "-" else f"Saved the plan to {where}"
+    if result.blocked:
+        return (
+            f"{saved}; it is blocked, so flags apply refuses it as it stands (exit 5):"
+            " each blocked change above says what it needs."
+        )
+    if where == "-":
+        return f"{saved}; apply a saved copy with: flags apply --env {environment} PLAN_FILE"
+    return f"{saved}; apply it with: flags apply --env {environment} {where}"
 
 
 @cli.command()
