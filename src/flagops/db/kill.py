@@ -108,18 +108,19 @@ def set_killed(
 
 
 def _as_found(connection: sa.Connection, flag_key: str, killed: bool) -> Kill:
-    """A flag already as asked: who left it so, from the newest audit row that set its `killed`."""
+    """A flag already as asked: who left it so, when the newest audit row that set its `killed` is
+    a kill or an unkill (an apply, a hand edit or an unaudited change tell nothing worth saying)."""
     a = audit_log.c
     rows = connection.execute(
-        sa.select(a.actor, a.reason, a.changed_at, a.new_value)
+        sa.select(a.source, a.actor, a.reason, a.changed_at, a.new_value)
         .where(a.flag_key == flag_key, a.subject == Subject.FLAG.value, a.action != "delete")
         .order_by(a.id.desc())
     )
-    for actor, reason, changed_at, new_value in rows:
+    for source, actor, reason, changed_at, new_value in rows:
         if isinstance(new_value, Mapping) and "killed" in new_value:
-            if new_value["killed"] != killed:
-                break  # a later change the audit log does not know of (SQL without triggers)
-            return Kill(flag_key, killed, False, actor, reason, changed_at)
+            if source == "kill" and new_value["killed"] == killed:
+                return Kill(flag_key, killed, False, actor, reason, changed_at)
+            break
     return Kill(flag_key, killed, False, None, None, None)
 
 
