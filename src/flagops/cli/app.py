@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Context:
-    """Global options shared by every command (given before or after its name: see GLOBAL_OPTIONS)."""
+    """Global options shared by every command (given before or after its name: see global_options)."""
 
     config_dir: Path = Path(".")
     no_color: bool = False

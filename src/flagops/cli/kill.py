@@ -45,9 +45,10 @@ def unkill_command(flag: str, environment: str, reason: str) -> None:
     """Undo a kill of FLAG now, outside any plan: its values and org overrides apply again.
 
     The same transaction, row lock, 5 second wait (exit 4) and `kill` audit row as `flags kill`,
-    with `killed: true -> false`. When the environment file says `killed: true` for the flag, the
-    next plan shows the unkill as drift (which apply will not undo without --overwrite-drift):
-    remove it there to keep the flag on.
+    with `killed: true -> false`. While the configuration still says `killed: true` for the flag,
+    the next plan wants to kill it again (as drift, which apply will not undo without
+    --overwrite-drift, once the kill was applied): set `killed: false` in the environment file to
+    keep the flag on.
     """
     _switch(flag, environment, reason, killed=False)
 
