@@ -454,3 +454,18 @@ def test_import_of_a_killed_flag_only_in_the_database_keeps_the_kill_in_the_envi
     assert (plan.exit_code, plan.stdout.splitlines()[0]) == (0, NO_CHANGES.strip())
     assert repo.flags("apply", "--env", "test", "--auto-approve").exit_code == 0
     assert _killed(db_url, "legacy_export")
+
+
+def test_a_switch_of_a_flag_only_in_the_database_says_the_plan_deletes_it(
+    sqlite_url: str, make_repo: Any
+) -> None:
+    repo = _applied(make_repo, sqlite_url)
+    with connected(sqlite_url) as conn:
+        conn.execute(feature_flags.insert().values({"flag_key": "legacy_export", "name": "Legacy Export"}))
+    for command in ("kill", "unkill"):
+        result = repo.flags(command, "legacy_export", "--env", "test", "--reason", "r")
+        assert (result.exit_code, result.stderr) == (0, ""), result.output
+        assert result.stdout.splitlines()[1] == (
+            "Flag legacy_export is not in the configuration: the next plan wants to delete it."
+        )
+    assert not _killed(sqlite_url, "legacy_export")
