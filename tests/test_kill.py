@@ -442,7 +442,7 @@ def test_import_of_a_killed_flag_only_in_the_database_keeps_the_kill_in_the_envi
     assert (imported.exit_code, imported.stderr) == (0, "")
     assert imported.stdout.splitlines()[:4] == [
         "flags/imported.yaml (new file):",
-        '  + legacy_export: {"name": "Legacy Export", "enabled": false, "rollout_percentage": 0}',
+        '  + legacy_export: {"name": "Legacy Export"}',
         "environments/test.yaml:",
         "  + legacy_export.killed: true",
     ]
