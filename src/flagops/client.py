@@ -291,13 +291,16 @@ class FlagClient:
 
     def _changed(self, change: Change) -> None:
         """Read again what `change` names of what the client holds: the flags named, and the cached
-        orgs named (most recently used first). What cannot be read is left to the next call."""
+        orgs named (all of them most recently used first). What cannot be read is left to the next
+        call: it reads the database again."""
         with self._lock:
             self._notified = self._next()
             if not self._entries:
                 return
-            held = list(reversed(self._entries))
-            orgs = held if change.orgs is None else [org for org in held if org in change.orgs]
+            if change.orgs is None:
+                orgs = list(reversed(self._entries))
+            else:
+                orgs = [org for org in sorted(change.orgs) if org in self._entries]
         if change.flags is None or change.flags:
             self._refresh_flags(change.flags)
         for org in orgs:
