@@ -3,7 +3,7 @@
 Usage: python benchmarks/propagation.py [--small] [--clients N] [--rounds N] [--json FILE]
 Loads the benchmark dataset (benchmarks/generate.py) plus two flags of its own into a scratch
 Postgres database, starts N client processes (default 20), each a FlagClient with a 300 s ttl
-holding the values of --warm orgs (default 200) and asking for two flags of one org every
+holding the values of --warm orgs (default 100) and asking for two flags of one org every
 millisecond, then repeats (default 20 rounds):
 - `flags kill propagation_kill`: the kill reaches every client;
 - a normal `flags apply --auto-approve --overwrite-drift` of an edit that turns `propagation_apply`
@@ -43,6 +43,8 @@ APPLY_FLAG = "propagation_apply"
 TTL = 300.0
 POLL = 0.001
 WITHIN = 1.0
+READY = 900.0
+"""Seconds the clients may take to start, connect and read their orgs (a loaded machine is slow)."""
 WAIT = 30.0
 """Seconds a round waits for every client; a client that has not served the change by then counts
 as never (its latency is infinite)."""
@@ -109,7 +111,7 @@ class Clients:
         self.events: queue.Queue[tuple[int, str, bool, float]] = queue.Queue()
         self.log: list[tuple[int, str, bool, float]] = []
         self.processes: list[subprocess.Popen[str]] = []
-        ready: queue.Queue[tuple[int, str]] = queue.Queue()
+        self.ready: queue.Queue[tuple[int, str]] = queue.Queue()
         for n in range(count):
             chunk = orgs[(n * warm) % len(orgs) :][:warm]
             process = subprocess.Popen(
@@ -119,11 +121,17 @@ class Clients:
                 text=True,
             )
             self.processes.append(process)
-            threading.Thread(target=self._read, args=(n, process, ready), daemon=True).start()
-        for _ in range(count):
-            n, line = ready.get(timeout=WAIT * 4)
-            listening, killed_on, _apply_on = line.split()[1:]
-            if listening != "1" or killed_on != "1":
+            threading.Thread(target=self._read, args=(n, process, self.ready), daemon=True).start()
+
+    def wait_ready(self) -> None:
+        """Wait until every client holds its orgs and listens (SystemExit when one does not)."""
+        for _ in self.processes:
+            try:
+                n, line = self.ready.get(timeout=READY)
+            except queue.Empty:
+                raise SystemExit(f"a client was not ready within {READY:g}s") from None
+            listening, kill_on, _apply_on = line.split()[1:]
+            if listening != "1" or kill_on != "1":
                 raise SystemExit(f"client {n} is not listening or does not serve {KILL_FLAG}: {line}")
 
     def _read(self, n: int, process: subprocess.Popen[str], ready: queue.Queue[tuple[int, str]]) -> None:
@@ -223,6 +231,7 @@ def run(small: bool, clients: int, rounds: int, warm: int) -> list[Summary]:
             for step in (["init", "--env", "bench"], ["apply", "--env", "bench", "--auto-approve"]):
                 subprocess.run([*flags, *step], env=env, check=True, capture_output=True)
             clients_ = Clients(url, orgs, clients, warm)
+            clients_.wait_ready()
             kills: list[list[float]] = []
             applies: list[list[float]] = []
             kill_s: list[float] = []
@@ -309,7 +318,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a tiny dataset (for the test suite)")
     parser.add_argument("--clients", type=int, default=20, help="client processes (default 20)")
     parser.add_argument("--rounds", type=int, default=20, help="kills and applies measured (default 20)")
-    parser.add_argument("--warm", type=int, default=200, help="orgs each client holds (default 200)")
+    parser.add_argument("--warm", type=int, default=100, help="orgs each client holds (default 100)")
     parser.add_argument("--json", type=Path, default=HERE / "out" / "propagation.json")
     args = parser.parse_args()
     rows = run(args.small, args.clients, args.rounds, args.warm)

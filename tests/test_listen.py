@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -323,3 +325,36 @@ def test_sqlite_falls_back_to_the_ttl(sqlite_url: str, make_repo: Any) -> None:
         assert client.is_enabled(GLOBEX, "call_recording") is True
         clock.now += 2
         assert client.is_enabled(GLOBEX, "call_recording") is False
+
+
+def test_calls_never_wait_for_the_listener(
+    client: FlagClient, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flagops.client
+
+    inside, release = threading.Event(), threading.Event()
+    real = flagops.client.fetch_flags
+
+    def held(engine: sa.Engine, keys: frozenset[str] | None) -> Any:
+        inside.set()
+        release.wait(DEADLINE)
+        return real(engine, keys)
+
+    monkeypatch.setattr(flagops.client, "fetch_flags", held)
+    execute(pg_url, "UPDATE feature_flags SET killed = true WHERE flag_key = 'call_recording'")
+    assert inside.wait(DEADLINE)
+    # The listener is stuck reading the change: calls are answered from memory meanwhile.
+    answers: list[bool] = []
+    caller = threading.Thread(
+        target=lambda: answers.extend(
+            [
+                client.is_enabled(GLOBEX, "call_recording"),
+                client.is_enabled(str(uuid.uuid4()), "call_recording"),
+            ]
+        )
+    )
+    caller.start()
+    caller.join(DEADLINE)
+    assert answers == [True, False]  # from memory; a new org is read from the database, killed
+    release.set()
+    eventually(lambda: client.is_enabled(GLOBEX, "call_recording"), False)
