@@ -245,12 +245,11 @@ class FlagClient:
             if read.rules != self._rules:
                 self._rules = read.rules
             self._rules_seq = seq
-        existing = self._entries.get(org)
-        if existing is not None and existing.seq > seq and existing.loaded and not existing.stale:
-            return existing
-        now = self._clock()
-        entry = _Entry(True, read.overrides, now if self._notified > seq else now + self._ttl, False, seq)
-        self._entries[org] = entry
+        entry = self._entries.get(org)
+        if entry is None or entry.seq < seq or not entry.loaded or entry.stale:
+            now = self._clock()
+            entry = _Entry(True, read.overrides, now if self._notified > seq else now + self._ttl, False, seq)
+            self._entries[org] = entry
         if use:
             self._entries.move_to_end(org)
             self._trim()
