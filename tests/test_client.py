@@ -38,7 +38,7 @@ def applied(pg_url: str, make_repo: Any) -> str:
 
 @pytest.fixture
 def client(applied: str) -> Iterator[FlagClient]:
-    with FlagClient(applied) as c:
+    with FlagClient(applied, listen=False) as c:
         yield c
 
 
@@ -81,7 +81,7 @@ def test_values_match_the_sql_functions(client: FlagClient, applied: str) -> Non
 
 def test_one_read_per_org_per_ttl(applied: str) -> None:
     clock = Clock()
-    with FlagClient(applied, ttl=300, clock=clock) as client:
+    with FlagClient(applied, ttl=300, listen=False, clock=clock) as client:
         reads = flag_reads(client)
         for _ in range(50):
             client.is_enabled(ACME, "sms_campaigns")
@@ -111,16 +111,25 @@ def test_clear_cache_reads_again(client: FlagClient, applied: str) -> None:
     assert client.cache_stats() == CacheStats(hits=1, misses=2, size=1)
 
 
-def test_the_flags_are_held_once_for_all_orgs(client: FlagClient) -> None:
-    orgs = [str(uuid.uuid4()) for _ in range(20)]
-    for org in orgs:
-        client.enabled_flags(org)
-    rules = {id(client._entries[org].rules) for org in orgs}
-    assert len(rules) == 1
+def test_the_flags_are_held_once_for_all_orgs(applied: str) -> None:
+    """One copy of the flag rules serves every org: the newest read of them counts for all."""
+    clock = Clock()
+    with FlagClient(applied, ttl=300, listen=False, clock=clock) as client:
+        orgs = [str(uuid.uuid4()) for _ in range(20)]
+        for org in orgs:
+            assert client.is_enabled(org, "call_recording") is True
+        clock.now += 100
+        assert client.is_enabled(ACME, "call_recording") is False  # its override
+        assert client.is_enabled(GLOBEX, "call_recording") is True
+        sql(applied, "UPDATE feature_flags SET killed = true WHERE flag_key = 'call_recording'")
+        clock.now += 250  # the 20 orgs are out of date, ACME and GLOBEX are not
+        assert client.is_enabled(orgs[0], "call_recording") is False  # read again: killed
+        assert client.is_enabled(GLOBEX, "call_recording") is False  # from memory, with the new rules
+        assert client.cache_stats() == CacheStats(hits=1, misses=23, size=22)
 
 
 def test_least_recently_used_orgs_are_dropped_beyond_max_orgs(applied: str) -> None:
-    with FlagClient(applied, max_orgs=2) as client:
+    with FlagClient(applied, max_orgs=2, listen=False) as client:
         client.is_enabled(ACME, "sms_campaigns")
         client.is_enabled(GLOBEX, "sms_campaigns")
         client.is_enabled(ACME, "sms_campaigns")  # ACME is now the most recent
@@ -132,7 +141,7 @@ def test_least_recently_used_orgs_are_dropped_beyond_max_orgs(applied: str) -> N
 
 def test_threads_share_one_read_per_org(applied: str) -> None:
     orgs = [ACME, GLOBEX, *(str(uuid.UUID(int=i, version=4)) for i in range(1, 5))]
-    with FlagClient(applied) as client:
+    with FlagClient(applied, listen=False) as client:
         reads = flag_reads(client)
         expected = {org: sorted(client.enabled_flags(org)) for org in orgs}
         client.clear_cache()

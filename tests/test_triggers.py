@@ -252,7 +252,8 @@ def test_trigger_functions_are_security_definer_with_a_fixed_search_path(applied
             " FROM pg_proc WHERE proname LIKE 'flagops_audit_%' ORDER BY proname"
         ).fetchall()
         triggers = conn.execute(
-            "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2"
+            "SELECT tgrelid::regclass::text, tgname FROM pg_trigger"
+            " WHERE NOT tgisinternal AND starts_with(tgname, 'flagops_audit_') ORDER BY 1, 2"
         ).fetchall()
     assert rows == [
         ("flagops_audit_feature_flags", True, ["search_path=pg_catalog, pg_temp"], False),

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from flagops.errors import SchemaError
 
 VERSION_TABLE = "flagops_schema_version"
-HEAD = "0005"
+HEAD = "0006"
 """The newest migration; a test keeps it equal to Alembic's head."""
 
 

@@ -1,8 +1,9 @@
-"""Read what applications see of one org: every flag and the org's overrides, under row-level security."""
+"""What applications read: one org's view under row-level security, or the rules of some flags."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable, Collection
+from typing import NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -12,6 +13,8 @@ from flagops.db.engine import translated
 from flagops.db.tables import feature_flags, org_feature_flags
 from flagops.rollout import FlagRule
 from flagops.state import percentage
+
+_T = TypeVar("_T")
 
 
 class OrgFlags(NamedTuple):
@@ -70,12 +73,34 @@ def fetch_org(engine: sa.Engine, org_id: str) -> OrgFlags:
 
     Raises DatabaseError (its message never holds a password) when the database cannot be read.
     """
+    return _fetched(engine, lambda connection: read_org(connection, org_id))
+
+
+def _fetched(engine: sa.Engine, read: Callable[[sa.Connection], _T]) -> _T:
     with translated(engine.url, "reading flags"):
         try:
             with engine.begin() as connection:
-                return read_org(connection, org_id)
+                return read(connection)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
         with engine.begin() as connection:
-            return read_org(connection, org_id)
+            return read(connection)
+
+
+def read_flags(connection: sa.Connection, keys: Collection[str] | None) -> dict[str, FlagRule]:
+    """The rules of the flags named (of every flag when `keys` is None); a key missing from the
+    result has no row. Needs no `app.org_id`: every role that reads flags sees every flag."""
+    f = feature_flags.c
+    query = sa.select(f.flag_key, f.enabled_globally, f.rollout_percentage, f.killed)
+    if keys is not None:
+        query = query.where(f.flag_key.in_(sorted(keys)))
+    return {
+        key: FlagRule(bool(enabled), percentage(rollout), bool(killed))
+        for key, enabled, rollout, killed in connection.execute(query)
+    }
+
+
+def fetch_flags(engine: sa.Engine, keys: Collection[str] | None) -> dict[str, FlagRule]:
+    """`read_flags` in its own transaction, retried once on a fresh connection like `fetch_org`."""
+    return _fetched(engine, lambda connection: read_flags(connection, keys))
