@@ -384,9 +384,10 @@ def reading(database: Database, what: str) -> Iterator[sa.Connection]:
         yield conn
 
 
-def init_schema(database: Database) -> tuple[str | None, str]:
-    """Create or upgrade the environment's schema (idempotent): (version before, version after)."""
+def init_schema(database: Database, actor: str) -> migrate.Upgrade:
+    """Create or upgrade the environment's schema (idempotent), completing legacy rows (see
+    `migrate.upgrade`; `actor` names whoever runs it in the audit rows that writes)."""
     env = database.environment
     with translated(database.url, f"initialising environment {env.name}"), database.engine.begin() as conn:
         lock.acquire(conn, env.name, 30.0)
-        return migrate.upgrade(conn, env.name)
+        return migrate.upgrade(conn, env.name, actor=actor)

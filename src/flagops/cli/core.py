@@ -35,13 +35,16 @@ def init(environment: str) -> None:
     ctx = context()
     config = ctx.load()
     database = ctx.connect(config, environment, "init", write=True, lock_timeout=30)
-    before, after = init_schema(database)
+    before, after, adopted = init_schema(database, ctx.actor)
     if before == after:
         out(f"Schema of environment {environment} is up to date (version {after}).")
     elif before is None:
         out(f"Created the flagops schema (version {after}) for environment {environment}.")
     else:
         out(f"Upgraded the schema of environment {environment} from {before} to {after}.")
+    if adopted:
+        out(f"Adopted the existing rows of environment {environment}:")
+        out("".join(f"  - {note}\n" for note in adopted))
 
 
 def _render(plan: Plan, fmt: str, color: bool) -> str:

@@ -9,7 +9,7 @@ from sqlalchemy.engine import URL
 
 from flagops.db import migrate
 from flagops.db.engine import translated
-from flagops.db.read import as_utc
+from flagops.db.read import as_utc, audit_action
 from flagops.db.tables import applies, audit_log
 
 ENTRY_FIELDS = (
@@ -56,6 +56,7 @@ def read_history(
     for row in connection.execute(query):
         entry = dict(zip(ENTRY_FIELDS, row, strict=True))
         entry["changed_at"] = as_utc(entry["changed_at"])
+        entry["action"] = audit_action(entry["action"])
         if entry["org_id"] is not None:
             entry["org_id"] = str(entry["org_id"])
         entries.append(entry)

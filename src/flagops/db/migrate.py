@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import sqlalchemy as sa
 
 from flagops.errors import SchemaError
@@ -40,19 +42,34 @@ def _refuse_newer(revision: str | None, environment: str) -> None:
         )
 
 
-def upgrade(connection: sa.Connection, environment: str) -> tuple[str | None, str]:
-    """Upgrade the schema to HEAD inside the caller's transaction: (version before, version after)."""
+class Upgrade(NamedTuple):
+    """What `upgrade` did: the schema version before and after, and what it changed in the tables
+    of the product flagops replaces (one sentence each; empty for a database flagops made)."""
+
+    before: str | None
+    after: str
+    adopted: tuple[str, ...]
+
+
+def upgrade(connection: sa.Connection, environment: str, *, actor: str = "flags init") -> Upgrade:
+    """Upgrade the schema to HEAD inside the caller's transaction, then complete the rows of the
+    product flagops replaces (`legacy.adopt`; its audit rows name `actor`)."""
     from alembic import command
     from alembic.config import Config
     from alembic.util import CommandError
+
+    from flagops.db import legacy
 
     before = current_revision(connection)
     _refuse_newer(before, environment)
     config = Config()
     config.set_main_option("script_location", "flagops.db:migrations")
     config.attributes["connection"] = connection
+    notes: list[str] = []
+    config.attributes["notes"] = notes
     try:
         command.upgrade(config, "head")
     except CommandError as exc:
         raise SchemaError(f"cannot upgrade the schema of environment {environment}: {exc}") from None
-    return before, HEAD
+    notes += legacy.adopt(connection, environment, actor)
+    return Upgrade(before, HEAD, tuple(notes))

@@ -149,8 +149,29 @@ def with_provenance(connection: sa.Connection, drift: Iterable[Drift]) -> list[D
     return result
 
 
+_ACTIONS = {
+    "create": "create",
+    "created": "create",
+    "insert": "create",
+    "inserted": "create",
+    "add": "create",
+    "added": "create",
+    "delete": "delete",
+    "deleted": "delete",
+    "remove": "delete",
+    "removed": "delete",
+}
+
+
+def audit_action(action: object) -> str:
+    """The action of an audit row as flags names it: `create`, `delete`, else `update` (old audit
+    logs may say `INSERT`, `deleted`, `toggled`, ... or nothing)."""
+    return _ACTIONS.get(str(action or "").strip().lower(), "update")
+
+
 def _explains(action: str, new_value: Any, actual: Mapping[str, Any] | None) -> bool:
     """Whether an audit row leaves the row as it now is (else a later, unaudited change did)."""
+    action = audit_action(action)
     if action == "delete" or actual is None:
         return action == "delete" and actual is None
     return isinstance(new_value, Mapping) and all(actual.get(k) == v for k, v in new_value.items())

@@ -62,7 +62,7 @@ audit_log = sa.Table(
     sa.Column("changed_at", Timestamp, nullable=False, server_default=sa.func.now()),
     sa.CheckConstraint("subject IN ('flag', 'org_override')", name="audit_subject"),
     sa.CheckConstraint("action IN ('create', 'update', 'delete')", name="audit_action"),
-    sa.CheckConstraint("source IN ('apply', 'out-of-band', 'kill')", name="audit_source"),
+    sa.CheckConstraint("source IN ('apply', 'out-of-band', 'kill', 'init')", name="audit_source"),
     sa.Index("ix_audit_flag_key", "flag_key", "changed_at"),
     sa.Index("ix_audit_org_id", "org_id", "changed_at"),
     sa.Index("ix_audit_apply_id", "apply_id"),

@@ -22,18 +22,30 @@ def field_diffs(change: Change) -> list[tuple[str, Any, Any]]:
     return value_diffs(change.action, change.before, change.after)
 
 
-def value_diffs(
-    action: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
-) -> list[tuple[str, Any, Any]]:
+WHOLE_VALUE = "value"
+"""The field name under which `value_diffs` shows an audit value that is not an object (old audit
+logs may hold a bare number, string or boolean)."""
+
+
+def value_diffs(action: str, before: Any, after: Any) -> list[tuple[str, Any, Any]]:
     """(field, old, new) of a change or an audit row: both for updates (the fields `after` holds),
-    only new for creates, only old for deletes. Creates and deletes leave out null values."""
+    only new for creates, only old for deletes. Creates and deletes leave out null values.
+
+    Any action but create and delete reads as an update. A value that is not an object (a number,
+    string or boolean of an old audit log) is one field, WHOLE_VALUE."""
+    if not isinstance(before, Mapping | None) or not isinstance(after, Mapping | None):
+        if action == Action.CREATE:
+            return [] if after is None else [(WHOLE_VALUE, None, after)]
+        if action == Action.DELETE:
+            return [] if before is None else [(WHOLE_VALUE, before, None)]
+        return [(WHOLE_VALUE, before, after)]
     old: Mapping[str, Any] = before or {}
     new: Mapping[str, Any] = after or {}
-    if action == Action.UPDATE:
-        return [(k, old.get(k), new[k]) for k in new]
     if action == Action.CREATE:
         return [(k, None, v) for k, v in new.items() if v is not None]
-    return [(k, v, None) for k, v in old.items() if v is not None]
+    if action == Action.DELETE:
+        return [(k, v, None) for k, v in old.items() if v is not None]
+    return [(k, old.get(k), new[k]) for k in new]
 
 
 def field_changes(change: Change) -> list[tuple[str, str]]:

@@ -2,6 +2,12 @@
 
 Revision ID: 0001
 Revises:
+
+Adopting an existing table adds the columns it lacks (a column that must not be NULL and has no
+default is added nullable: `flags init` fills it, see flagops.db.legacy), widens a whole-number
+`rollout_percentage`, and copies the time of an old audit row into the new `changed_at` column.
+What it did is appended, in words, to the list `notes` of the Alembic config's attributes
+when the caller passes one (`flags init` prints it). See docs/adopting.md.
 """
 
 from __future__ import annotations
@@ -29,20 +35,36 @@ def _timestamps() -> list[sa.Column[object]]:
     ]
 
 
-def _create_or_complete(name: str, columns: list[sa.Column[object]], *extra: Any) -> bool:
+# Columns an old audit log may keep its row's time in, when it has no `changed_at`.
+_LEGACY_TIMES = ("created_at", "occurred_at", "logged_at", "changed_on", "timestamp", "ts", "at")
+
+
+def _note(text: str) -> None:
+    """Tell the caller what adopting an existing table did (see the module's docstring)."""
+    config = op.get_context().config
+    notes = config.attributes.get("notes") if config is not None else None
+    if isinstance(notes, list):
+        notes.append(text)
+
+
+def _create_or_complete(name: str, columns: list[sa.Column[object]], *extra: Any) -> list[str] | None:
     """Create the table, or add the columns it lacks when an older product already made it.
 
-    Returns True when the table was created.
+    Returns None when the table was created, else the names of the columns added.
     """
     inspector = sa.inspect(op.get_bind())
     if not inspector.has_table(name):
         op.create_table(name, *columns, *extra)
-        return True
+        return None
     present = {column["name"]: column["type"] for column in inspector.get_columns(name)}
+    added = []
     for column in columns:
         if column.name not in present:
             column.primary_key = False
+            if not column.nullable and column.server_default is None:
+                column.nullable = True  # the rows already there have no value yet
             op.add_column(name, column)
+            added.append(column.name)
         elif (
             isinstance(column.type, sa.Numeric)
             and isinstance(present[column.name], sa.Integer)
@@ -50,7 +72,25 @@ def _create_or_complete(name: str, columns: list[sa.Column[object]], *extra: Any
         ):
             # The older product kept whole percentages; 33.33 must not be stored as 33.
             op.alter_column(name, column.name, type_=column.type, existing_type=present[column.name])
-    return False
+            _note(f"{name}.{column.name}: {present[column.name]} widened to numeric(5,2)")
+    if added:
+        _note(f"{name}: added columns {', '.join(added)}")
+    return added
+
+
+def _adopt_audit_times(added: list[str] | None) -> None:
+    """Give old audit rows their own time in `changed_at`, not the time of `flags init`."""
+    if not added or "changed_at" not in added:
+        return
+    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("feature_flag_audit_log")}
+    legacy = next((name for name in _LEGACY_TIMES if name in present), None)
+    if legacy is None:
+        return
+    quoted = op.get_bind().dialect.identifier_preparer.quote(legacy)
+    done = op.get_bind().execute(
+        sa.text(f"UPDATE feature_flag_audit_log SET changed_at = {quoted} WHERE {quoted} IS NOT NULL")
+    )
+    _note(f"feature_flag_audit_log: changed_at taken from {legacy} in {done.rowcount} row(s)")
 
 
 def _ensure_index(name: str, table: str, columns: list[str]) -> None:
@@ -90,7 +130,7 @@ def upgrade() -> None:
         ],
     )
     _ensure_index("ix_org_feature_flags_flag_key", "org_feature_flags", ["flag_key"])
-    _create_or_complete(
+    audit_added = _create_or_complete(
         "feature_flag_audit_log",
         [
             sa.Column("id", BigId, primary_key=True, autoincrement=True),
@@ -110,8 +150,9 @@ def upgrade() -> None:
         ],
         sa.CheckConstraint("subject IN ('flag', 'org_override')", name="audit_subject"),
         sa.CheckConstraint("action IN ('create', 'update', 'delete')", name="audit_action"),
-        sa.CheckConstraint("source IN ('apply', 'out-of-band', 'kill')", name="audit_source"),
+        sa.CheckConstraint("source IN ('apply', 'out-of-band', 'kill', 'init')", name="audit_source"),
     )
+    _adopt_audit_times(audit_added)
     _ensure_index("ix_audit_flag_key", "feature_flag_audit_log", ["flag_key", "changed_at"])
     _ensure_index("ix_audit_org_id", "feature_flag_audit_log", ["org_id", "changed_at"])
     _ensure_index("ix_audit_apply_id", "feature_flag_audit_log", ["apply_id"])
