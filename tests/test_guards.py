@@ -122,10 +122,13 @@ def test_unprotecting_by_hand_does_not_lift_the_guard(db_url: str, make_repo: An
     sql(db_url, "UPDATE feature_flags SET protected = false WHERE flag_key = 'sms_campaigns'")
     repo.write("flags/main.yaml", ONLY_LEAD)
     plan = json.loads(repo.flags("plan", "--env", "test", "--format", "json").stdout)
-    assert plan["blocked"] == [
-        {"address": "flag.sms_campaigns", "reason": f"flag is protected by the last apply; {PROTECTED}"}
-    ]
-    _refused(repo, db_url, "--allow-delete", "--overwrite-drift")
+    [blocked] = plan["blocked"]
+    assert blocked["address"] == "flag.sms_campaigns"
+    protected_reason, drifted = blocked["reason"].split("; also ")
+    assert protected_reason == f"flag is protected by the last apply; {PROTECTED}"
+    assert drifted.startswith("changed outside flags")  # the hand change is drift as well
+    refused = _refused(repo, db_url, "--allow-delete", "--overwrite-drift")
+    assert f"flag.sms_campaigns: flag is protected by the last apply; {PROTECTED}\n" in refused.stderr
     assert "sms_campaigns" in _flag_keys(db_url)
 
 
@@ -197,3 +200,25 @@ def test_every_guard_is_reported_at_once(db_url: str, make_repo: Any) -> None:
     assert plan["blocked"][1]["reason"].startswith(f"changed outside flags{who}")
     refused = _refused(repo, db_url, "--allow-delete")
     assert refused.stderr.splitlines()[0] == "apply blocked by 2 guard(s) (nothing was written):"
+
+
+def test_a_row_deleted_and_drifted_lists_both_reasons(db_url: str, make_repo: Any) -> None:
+    repo = _applied(make_repo, db_url)
+    sql(db_url, "UPDATE feature_flags SET killed = true WHERE flag_key = 'lead_scoring'")
+    repo.write("flags/main.yaml", "flags:\n  sms_campaigns: {name: SMS Campaigns, owner: growth}\n")
+    plan = json.loads(repo.flags("plan", "--env", "test", "--format", "json").stdout)
+    [blocked] = plan["blocked"]
+    assert blocked["address"] == "flag.lead_scoring"
+    deleted, drifted = blocked["reason"].split("; also ")
+    assert deleted == f"would be deleted; {DELETE_HINT}"
+    assert drifted.startswith("changed outside flags")
+    assert drifted.endswith("; pass --overwrite-drift to replace it, or run flags import to keep it")
+    text = repo.flags("plan", "--env", "test").stdout
+    assert f"  x flag.lead_scoring: would be deleted; {DELETE_HINT}; also changed outside flags" in text
+    refused = _refused(repo, db_url, "--allow-delete")
+    assert refused.stderr.startswith(
+        "apply blocked by 1 guard(s) (nothing was written):\n  flag.lead_scoring: changed"
+    )
+    done = repo.flags("apply", "--env", "test", "--auto-approve", "--allow-delete", "--overwrite-drift")
+    assert done.exit_code == 0, done.output
+    assert _flag_keys(db_url) == ["sms_campaigns"]

@@ -223,6 +223,33 @@ def test_stale_rollout(db: Rollout, settings: LintSettings, found: bool) -> None
     assert codes(report) == ([("f", "FL006")] if found else [])
 
 
+@pytest.mark.parametrize(
+    ("fields", "prod", "db"),
+    [
+        ({"enabled": "true"}, "", Rollout(True, Decimal("0.00"), at(400))),
+        ({"rollout_percentage": 100}, "", Rollout(False, Decimal("100.00"), at(400))),
+        (
+            {"rollout_percentage": 50},
+            "flags:\n  f: {killed: true}\n",
+            Rollout(False, Decimal("50.00"), at(400)),
+        ),
+        (
+            {"rollout_percentage": 50},
+            "flags:\n  f: {enabled: true}\n",
+            Rollout(True, Decimal("50.00"), at(400)),
+        ),
+    ],
+)
+def test_stale_rollout_leaves_flags_fully_on_or_killed_alone(
+    fields: dict[str, object], prod: str, db: Rollout
+) -> None:
+    """Nothing is left to roll out: a full rollout is FL004's finding only, a kill is on purpose."""
+    config, texts = repo(flag(**fields), prod=prod)
+    report = lint(config, texts, today=TODAY, history=RolloutHistory("prod", {"f": db}))
+    assert "FL006" in report.checks
+    assert [c for _, c in codes(report) if c == "FL006"] == []
+
+
 def test_stale_rollout_uses_the_environment_values_and_says_since_when() -> None:
     config, texts = repo(flag(rollout_percentage=50), prod="flags:\n  f: {rollout_percentage: 10}\n")
     history = RolloutHistory("prod", {"f": Rollout(False, Decimal("10.00"), at(200))})

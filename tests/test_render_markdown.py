@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from flagops.plan import Action, Blocked, Change, Drift, Plan, Subject
+from flagops.planfile import dumps
 from flagops.render.markdown import MAX_CHARS, code, render_markdown, text
 
 GOLDEN = Path(__file__).parent / "golden" / "markdown"
@@ -33,7 +34,7 @@ def make_plan(changes: list[Change], **extra: object) -> Plan:
         environment=str(extra.pop("environment", "production")),
         plan_id="3f2a9c1e5b7d",
         created_at="2025-01-15T10:30:00+00:00",
-        git_commit="9fceb02d0ae598e95dc970b74767f19372d61af8",
+        git_commit=str(extra.pop("git_commit", "9fceb02d0ae598e95dc970b74767f19372d61af8")),
         config_hash="sha256:" + "c" * 64,
         state_hash="sha256:" + "5" * 64,
         changes=tuple(changes),
@@ -341,3 +342,12 @@ def test_unmanaged_rows_are_named_in_the_summary_and_listed_once_each() -> None:
         "> - `` flag.bad|key` ``: unmanaged, left alone (not a valid flag key: letters, digits, \\_, - and .,"
         " starting with a letter, at most 128 characters)",
     ]
+
+
+@pytest.mark.parametrize("commit", [f"{'9fceb02d' * 5}-dirty", f"{'ab12' * 16}-dirty", "9fceb02"])
+def test_the_footer_shows_the_commit_of_the_json_plan(commit: str) -> None:
+    """A `-dirty` commit (of 40 or 64 hex digits) is shown whole, as the JSON plan holds it."""
+    plan = make_plan([], git_commit=commit)
+    footer = render_markdown(plan).splitlines()[-1]
+    assert json.loads(dumps(plan))["git_commit"] == commit
+    assert f" · commit `{commit}` · " in footer

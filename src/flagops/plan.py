@@ -188,6 +188,8 @@ def guard(
       baseline) holds as protected (setting `protected = false` by hand does not lift it: an apply must);
     - deletes need --allow-delete or `allow_delete: true` in the environment file;
     - a change to a row that drifted needs --overwrite-drift.
+
+    A change refused for several reasons is one Blocked whose reason names each, joined by `; also `.
     """
     blocked: list[Blocked] = []
     drifted: Mapping[tuple[str, str, str | None], Drift] = (
@@ -195,6 +197,7 @@ def guard(
     )
     delete_hint = f"pass --allow-delete or set allow_delete: true in {environment_file}"
     for change in changes:
+        reasons: list[str] = []
         if change.action == Action.DELETE:
             row = actual.flags.get(change.flag_key)
             applied = last_applied.flags.get(change.flag_key) if last_applied is not None else None
@@ -202,28 +205,22 @@ def guard(
                 (row is not None and row.protected) or (applied is not None and applied.protected)
             ):
                 where = "in the database" if row is not None and row.protected else "by the last apply"
-                blocked.append(
-                    Blocked(
-                        change.address,
-                        f"flag is protected {where}; restore its YAML, apply it with"
-                        " protected: false, then delete it",
-                    )
+                reasons.append(
+                    f"flag is protected {where}; restore its YAML, apply it with"
+                    " protected: false, then delete it"
                 )
-                continue
-            if not allow_delete:
-                blocked.append(Blocked(change.address, f"would be deleted; {delete_hint}"))
-                continue
+            elif not allow_delete:
+                reasons.append(f"would be deleted; {delete_hint}")
         seen = drifted.get((change.subject, change.flag_key, change.org_id)) if drifted else None
         if seen is not None:
             who = f" by {seen.changed_by}" if seen.changed_by else ""
             when = f" at {seen.changed_at}" if seen.changed_at else ""
             keep = _how_to_keep(seen)
-            blocked.append(
-                Blocked(
-                    change.address,
-                    f"changed outside flags{who}{when}; pass --overwrite-drift to replace it, or {keep}",
-                )
+            reasons.append(
+                f"changed outside flags{who}{when}; pass --overwrite-drift to replace it, or {keep}"
             )
+        if reasons:
+            blocked.append(Blocked(change.address, "; also ".join(reasons)))
     return tuple(blocked)
 
 

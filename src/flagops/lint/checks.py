@@ -146,7 +146,9 @@ def _stale(key: str, flag: FlagDefinition, facts: _Facts) -> str | None:
     if history is None or rollout is None:
         return None
     env = facts.config.environments.get(history.environment)
-    enabled, percentage, _ = rollout_values(flag, env.spec.flags.get(key) if env is not None else None)
+    enabled, percentage, killed = rollout_values(flag, env.spec.flags.get(key) if env is not None else None)
+    if killed or enabled or percentage == HUNDRED:
+        return None  # nothing left to roll out: a full rollout is FL004's, a killed flag is off on purpose
     if (enabled, percentage) != (rollout.enabled, rollout.rollout_percentage):
         return None  # the configuration changes the rollout: the next apply makes it fresh
     since = rollout.changed.astimezone(dt.UTC).date() if rollout.changed.tzinfo else rollout.changed.date()

@@ -22,6 +22,8 @@ from flagops.render.common import (
 MAX_CHARS = 60_000
 """The comment never exceeds this many characters (GitHub refuses comments over 65,536)."""
 VALUE_CHARS = 200
+COMMIT_CHARS = 80
+"""A commit is shown whole (a sha-256 commit with `-dirty` is 70 characters), longer text is cut."""
 BLOCKED_SHOWN = 20
 DRIFT_SHOWN = 20
 UNMANAGED_SHOWN = 20
@@ -132,7 +134,7 @@ def _headline(plan: Plan) -> str:
 
 
 def _footer(plan: Plan) -> str:
-    commit = f" · commit {code(plan.git_commit[:40])}" if plan.git_commit else ""
+    commit = f" · commit {code(_cut(plan.git_commit, COMMIT_CHARS))}" if plan.git_commit else ""
     return (
         f"<sub>flags plan · environment {code(plan.environment)}{commit} · plan {code(plan.plan_id[:40])}"
         f" · state {code(plan.state_hash[:19])} · {text(plan.created_at[:40])}</sub>"
