@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from flagops.db.read import audit_action
 from flagops.render.history import change_text, render_history, short_commit, timestamp
 from support import DEFAULT_FLAGS, execute, initialised, ok
 
@@ -41,6 +42,39 @@ ENV = f"orgs:\n  {ORG_A}:\n    sms_campaigns: true\n"
 )
 def test_change_text(action: str, old: Any, new: Any, shown: str) -> None:
     assert change_text(action, old, new) == shown
+
+
+@pytest.mark.parametrize(
+    ("action", "old", "new", "shown"),
+    [
+        ("update", 10, 50, "value: 10 -> 50"),
+        ("update", "off", "on", 'value: "off" -> "on"'),
+        ("update", None, True, "value: null -> true"),
+        ("update", {"enabled": True}, False, 'value: {"enabled": true} -> false'),
+        ("create", None, True, "value: true"),
+        ("delete", 12.5, None, "was value: 12.5"),
+        ("delete", None, None, ""),
+    ],
+)
+def test_change_text_of_values_that_are_not_objects(action: str, old: Any, new: Any, shown: str) -> None:
+    """Old audit logs hold bare numbers, strings and booleans: each is shown whole as `value`."""
+    assert change_text(action, old, new) == shown
+
+
+@pytest.mark.parametrize(
+    ("word", "action"),
+    [
+        ("INSERT", "create"),
+        ("created", "create"),
+        ("UPDATE", "update"),
+        ("toggled", "update"),
+        (None, "update"),
+        ("DELETE", "delete"),
+        (" removed ", "delete"),
+    ],
+)
+def test_audit_actions_in_other_words(word: str | None, action: str) -> None:
+    assert audit_action(word) == action
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,8 @@ def _adopt_audit_times(added: list[str] | None) -> None:
     done = op.get_bind().execute(
         sa.text(f"UPDATE feature_flag_audit_log SET changed_at = {quoted} WHERE {quoted} IS NOT NULL")
     )
-    _note(f"feature_flag_audit_log: changed_at taken from {legacy} in {done.rowcount} row(s)")
+    rows = "1 row" if done.rowcount == 1 else f"{done.rowcount} rows"
+    _note(f"feature_flag_audit_log: changed_at taken from {legacy} in {rows}")
 
 
 def _ensure_index(name: str, table: str, columns: list[str]) -> None:
