@@ -372,3 +372,21 @@ def test_nulls_in_a_database_an_older_flagops_adopted(pg_url: str, make_repo: An
         {"killed": False},
     )
     _no_changes(repo)
+
+
+def test_lint_reads_rollout_fields_of_any_type(pg_url: str, make_repo: Any) -> None:
+    odd = [
+        ("lead_scoring", None, "update", '{"rollout_percentage": 40}', '{"rollout_percentage": "fifty"}'),
+        ("lead_scoring", None, "update", '{"enabled_globally": "no"}', '{"enabled_globally": "yes"}'),
+        ("lead_scoring", None, "update", '{"rollout_percentage": 1}', '{"rollout_percentage": "Infinity"}'),
+        ("lead_scoring", None, "update", '{"rollout_percentage": 40}', '{"rollout_percentage": 50}'),
+    ]
+    audit = [(*row, "gina", f"2024-02-0{i} 10:00:00") for i, row in enumerate(odd, start=1)]
+    repo, _ = _adopted(make_repo, pg_url, values="jsonb", audit=audit)
+    execute(pg_url, "UPDATE feature_flags SET created_at = '2023-01-01'")
+    lint = repo.flags("lint", "--env", "test", "--today", "2024-12-01", "--format", "json")
+    assert lint.exit_code == 0, lint.output
+    findings = json.loads(lint.stdout)["findings"]
+    [stale] = [f for f in findings if f["code"] == "FL006" and f["flag_key"] == "lead_scoring"]
+    # the newest row that sets a readable rollout (2024-02-04) dates it; the others are skipped
+    assert "(since 2024-02-04, limit 90)" in stale["message"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,16 +21,23 @@ _ENABLED = ("enabled", "enabled_globally")
 _ROLLOUT_FIELDS = (*_ENABLED, "rollout_percentage")
 
 
-def _rollout_values(value: Mapping[str, Any] | None) -> tuple[Any, Any]:
-    """(enabled, rollout_percentage) of an audit value, each None when the value does not hold it."""
+def _rollout_values(value: Any) -> tuple[bool | None, Decimal | None]:
+    """(enabled, rollout_percentage) of an audit value, each None when the value does not hold it
+    (old audit logs may hold a bare value, or a field of another type: `"yes"`, `"fifty"`)."""
     if not isinstance(value, Mapping):
         return None, None
     enabled = next((value[name] for name in _ENABLED if name in value), None)
     rollout = value.get("rollout_percentage")
-    return (None if enabled is None else bool(enabled)), (None if rollout is None else percentage(rollout))
+    if isinstance(rollout, bool) or not isinstance(rollout, int | float | str | Decimal):
+        rollout = None
+    try:
+        shown = None if rollout is None else percentage(rollout)
+    except ArithmeticError:  # decimal.InvalidOperation: not a number
+        shown = None
+    return (bool(enabled) if isinstance(enabled, int) else None), shown
 
 
-def _changes_rollout(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+def _changes_rollout(old: Any, new: Any) -> bool:
     """True when an audit row's new value sets enabled or rollout_percentage to something new."""
     new_values = _rollout_values(new)
     old_values = _rollout_values(old)
