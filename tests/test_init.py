@@ -246,7 +246,15 @@ def test_init_completes_tables_left_by_the_product_flagops_replaces(pg_url: str,
             " ('6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44', 'lead_scoring', true)"
         )
     repo = make_repo(pg_url)
-    assert repo.flags("init", "--env", "test").exit_code == 0
+    init = repo.flags("init", "--env", "test")
+    assert (init.exit_code, init.stderr) == (0, "")
+    assert init.stdout == (
+        f"Created the flagops schema (version {HEAD}) for environment test.\n"
+        "Adopted the existing rows of environment test:\n"
+        "  - feature_flags: added columns description, owner, killed, expires_on, protected,"
+        " created_at, updated_at\n"
+        "  - org_feature_flags: added columns created_at, updated_at\n"
+    )
     with connected(pg_url) as conn:
         inspector = sa.inspect(conn)
         for table in ("feature_flags", "org_feature_flags"):
