@@ -89,6 +89,15 @@ def _columns(connection: sa.Connection, table: str) -> dict[str, dict[str, Any]]
     return {c["name"]: dict(c) for c in sa.inspect(connection).get_columns(table)}
 
 
+def _update(connection: sa.Connection, assignments: str, where: str, **params: Any) -> int:
+    """Update the audit rows `where` matches, if any (a role that may only read runs a `flags init`
+    with nothing to do): how many rows changed."""
+    found = connection.execute(sa.text(f"SELECT 1 FROM {AUDIT} WHERE {where} LIMIT 1"), params).first()
+    if found is None:
+        return 0
+    return connection.execute(sa.text(f"UPDATE {AUDIT} SET {assignments} WHERE {where}"), params).rowcount
+
+
 def _rows(count: int) -> str:
     return f"{count} row" if count == 1 else f"{count} rows"
 
@@ -156,16 +165,13 @@ def audit_values_as_json(connection: sa.Connection) -> list[str]:
 def _sqlite_values_as_json(connection: sa.Connection, names: Sequence[str]) -> list[str]:
     notes = []
     for name in names:
-        done = connection.execute(
-            sa.text(
-                f"UPDATE {AUDIT} SET {name} = json_quote({name})"
-                f" WHERE {name} IS NOT NULL AND (typeof({name}) <> 'text' OR NOT json_valid({name}))"
-            )
+        done = _update(
+            connection,
+            f"{name} = json_quote({name})",
+            f"{name} IS NOT NULL AND (typeof({name}) <> 'text' OR NOT json_valid({name}))",
         )
-        if done.rowcount:
-            notes.append(
-                f"{AUDIT}.{name}: {_rows(done.rowcount)} held a value that is not JSON, kept as JSON strings"
-            )
+        if done:
+            notes.append(f"{AUDIT}.{name}: {_rows(done)} held a value that is not JSON, kept as JSON strings")
     return notes
 
 
@@ -176,57 +182,48 @@ def audit_actors(connection: sa.Connection) -> list[str]:
     if legacy is None:
         return []
     source = f"CAST({_quote(connection, legacy)} AS TEXT)"
-    done = connection.execute(
-        sa.text(
-            f"UPDATE {AUDIT} SET actor = {source}"
-            f" WHERE (actor IS NULL OR actor IN ('', 'unknown')) AND coalesce({source}, '') <> ''"
-        )
+    done = _update(
+        connection,
+        f"actor = {source}",
+        f"(actor IS NULL OR actor IN ('', 'unknown')) AND coalesce({source}, '') <> ''",
     )
-    if not done.rowcount:
-        return []
-    return [f"{AUDIT}: actor taken from {legacy} in {_rows(done.rowcount)}"]
+    return [f"{AUDIT}: actor taken from {legacy} in {_rows(done)}"] if done else []
 
 
 def audit_subjects(connection: sa.Connection) -> list[str]:
-    """Rows about an org are org override rows."""
-    done = connection.execute(
-        sa.text(
-            f"UPDATE {AUDIT} SET subject = 'org_override'"
-            " WHERE org_id IS NOT NULL AND (subject IS NULL OR subject <> 'org_override')"
-        )
+    """Rows about an org are org override rows; other rows without a subject are flag rows."""
+    overrides = _update(
+        connection,
+        "subject = 'org_override'",
+        "org_id IS NOT NULL AND (subject IS NULL OR subject <> 'org_override')",
     )
-    flags = connection.execute(sa.text(f"UPDATE {AUDIT} SET subject = 'flag' WHERE subject IS NULL"))
+    flags = _update(connection, "subject = 'flag'", "subject IS NULL")
     notes = []
-    if done.rowcount:
-        notes.append(f"{AUDIT}: subject org_override set in {_rows(done.rowcount)} with an org_id")
-    if flags.rowcount:
-        notes.append(f"{AUDIT}: subject flag set in {_rows(flags.rowcount)} without a subject or an org_id")
+    if overrides:
+        notes.append(f"{AUDIT}: subject org_override set in {_rows(overrides)} with an org_id")
+    if flags:
+        notes.append(f"{AUDIT}: subject flag set in {_rows(flags)} without a subject or an org_id")
     return notes
 
 
 def audit_environments(connection: sa.Connection, environment: str) -> list[str]:
     """Rows without an environment belong to the environment being initialised."""
-    done = connection.execute(
-        sa.text(f"UPDATE {AUDIT} SET environment = :env WHERE environment IS NULL OR environment = ''"),
-        {"env": environment},
+    done = _update(
+        connection, "environment = :env", "environment IS NULL OR environment = ''", env=environment
     )
-    if not done.rowcount:
-        return []
-    return [f"{AUDIT}: environment {environment} set in {_rows(done.rowcount)} without one"]
+    return [f"{AUDIT}: environment {environment} set in {_rows(done)} without one"] if done else []
 
 
 def audit_actions(connection: sa.Connection) -> list[str]:
     """Rows without an action get the one their values show: no old value a create, no new value a
     delete, else an update."""
-    done = connection.execute(
-        sa.text(
-            f"UPDATE {AUDIT} SET action = CASE WHEN old_value IS NULL THEN 'create'"
-            " WHEN new_value IS NULL THEN 'delete' ELSE 'update' END WHERE action IS NULL"
-        )
+    done = _update(
+        connection,
+        "action = CASE WHEN old_value IS NULL THEN 'create' WHEN new_value IS NULL THEN 'delete'"
+        " ELSE 'update' END",
+        "action IS NULL",
     )
-    if not done.rowcount:
-        return []
-    return [f"{AUDIT}: action taken from the values in {_rows(done.rowcount)} without one"]
+    return [f"{AUDIT}: action taken from the values in {_rows(done)} without one"] if done else []
 
 
 def managed_nulls(connection: sa.Connection, environment: str, actor: str) -> list[str]:
