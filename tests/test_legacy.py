@@ -32,6 +32,8 @@ LEGACY_AUDIT = [
     ("lead_scoring", None, "update", '"draft"', '"live"', "carol", "2024-01-04 10:00:00"),
     ("old_banner", None, "deleted", '{"name": "Old Banner"}', "null", "erin", "2024-01-05 10:00:00"),
 ]
+NO_FLAGS = "flags: {}\n"
+"""flags/ of a team that starts adopting: nothing defined yet, import writes the definitions."""
 NOT_JSON = ("lead_scoring", None, "toggled", "off", "on", "frank", "2024-01-06 10:00:00")
 """A row of a text audit log whose values are not JSON."""
 
@@ -101,7 +103,7 @@ def _audit(url: str) -> list[tuple[Any, ...]]:
 def _adopted(make_repo: Any, url: str, **shape: Any) -> tuple[Any, str]:
     """A legacy database taken over: `flags init`, `flags import`; the repository and init's output."""
     _legacy(url, **shape)
-    repo = make_repo(url, flags=DEFAULT_FLAGS)
+    repo = make_repo(url, flags=NO_FLAGS)
     init = ok(repo, "init", "--env", "test")
     ok(repo, "import", "--env", "test")
     return repo, init
@@ -126,6 +128,12 @@ orgs:
     lead_scoring: false
 """
 """The YAML of what `_legacy` holds (without NULLs), to edit after `flags import` wrote its own."""
+
+
+def _rewrite(repo: Any, flags: str, env_body: str) -> None:
+    """Replace what `flags import` wrote with flags/main.yaml and environments/test.yaml of our own."""
+    (repo.path / "flags" / "imported.yaml").unlink(missing_ok=True)
+    repo.configure(flags, env_body)
 
 
 def _no_changes(repo: Any) -> None:
@@ -162,7 +170,7 @@ def test_each_legacy_shape_is_adopted_with_nothing_lost(
         before = conn.execute(
             "SELECT id, old_value, new_value FROM feature_flag_audit_log ORDER BY id"
         ).fetchall()
-    repo = make_repo(pg_url, flags=DEFAULT_FLAGS)
+    repo = make_repo(pg_url, flags=NO_FLAGS)
     init = ok(repo, "init", "--env", "test")
     assert "Adopted the existing rows of environment test:\n" in init
     ok(repo, "import", "--env", "test")
@@ -284,7 +292,7 @@ def test_after_adoption_apply_drift_provenance_and_lint_read_the_converted_log(
     pg_url: str, make_repo: Any
 ) -> None:
     repo, _ = _adopted(make_repo, pg_url, values="text", audit=[*LEGACY_AUDIT, NOT_JSON])
-    repo.configure(ADOPTED_FLAGS.format(rollout=60), ADOPTED_ENV)
+    _rewrite(repo, ADOPTED_FLAGS.format(rollout=60), ADOPTED_ENV)
     ok(repo, "apply", "--env", "test", "--auto-approve")  # audit rows beside the NOT NULL changed_by
     execute(pg_url, "UPDATE feature_flags SET rollout_percentage = 70 WHERE flag_key = 'lead_scoring'")
     plan = repo.flags("plan", "--env", "test")
@@ -301,9 +309,10 @@ def test_after_adoption_apply_drift_provenance_and_lint_read_the_converted_log(
 def test_a_cascading_foreign_key_deletes_are_audited_once(pg_url: str, make_repo: Any) -> None:
     repo, _ = _adopted(make_repo, pg_url, cascade=True)
     ok(repo, "apply", "--env", "test", "--auto-approve")
-    repo.configure(ADOPTED_FLAGS.format(rollout=50), ADOPTED_ENV)
+    _rewrite(repo, ADOPTED_FLAGS.format(rollout=50), ADOPTED_ENV)
     _no_changes(repo)
-    repo.configure(
+    _rewrite(
+        repo,
         ADOPTED_FLAGS.format(rollout=50).split("  sms_campaigns:")[0],
         f"allow_delete: true\norgs:\n  {ORG_B}:\n    lead_scoring: false\n",
     )
