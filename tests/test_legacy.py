@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from flagops.db.migrate import HEAD
 from support import DEFAULT_FLAGS, execute, ok, sql
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
@@ -194,7 +195,7 @@ def test_each_legacy_shape_is_adopted_with_nothing_lost(
         "create",
     )
     again = ok(repo, "init", "--env", "test")
-    assert again.endswith("is up to date (version 0005).\n") and "Adopted" not in again
+    assert again.endswith(f"is up to date (version {HEAD}).\n") and "Adopted" not in again
     assert _audit(pg_url) == after
 
 
@@ -226,7 +227,7 @@ def test_init_says_what_it_converted(pg_url: str, make_repo: Any) -> None:
         make_repo, pg_url, values="text", rollout="integer", nulls=True, audit=[*LEGACY_AUDIT, NOT_JSON]
     )
     lines = init.splitlines()
-    assert lines[0] == "Created the flagops schema (version 0005) for environment test."
+    assert lines[0] == f"Created the flagops schema (version {HEAD}) for environment test."
     assert lines[1] == "Adopted the existing rows of environment test:"
     notes = {line.removeprefix("  - ") for line in lines[2:]}
     for expected in (
@@ -347,7 +348,7 @@ def test_sqlite_legacy_tables_with_nulls_and_values_that_are_not_json(
     entries = _history(repo)
     assert len(entries) == len(LEGACY_AUDIT) + 1 + 2
     assert (entries[2]["actor"], entries[2]["old_value"], entries[2]["new_value"]) == ("frank", "off", "on")
-    assert ok(repo, "init", "--env", "test").endswith("is up to date (version 0005).\n")
+    assert ok(repo, "init", "--env", "test").endswith(f"is up to date (version {HEAD}).\n")
 
 
 def test_nulls_in_a_database_an_older_flagops_adopted(pg_url: str, make_repo: Any) -> None:
