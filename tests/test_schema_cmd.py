@@ -94,6 +94,9 @@ VALID = [
     ("flags", FLAG + "    rollout_percentage: 0.07\n    enabled: true\n    protected: true\n"),
     ("environment", DB + "flags:\n  lead_scoring: {rollout_percentage: 12.5, killed: true}\n"),
     ("environment", DB + f"allow_delete: true\norgs:\n  {ORG}:\n    lead_scoring: false\n"),
+    ("environment", DB + f"flags:\n  lead_scoring:\norgs:\n  {ORG}:\n"),
+    ("environment", DB + "flags:\norgs:\n"),
+    ("flags", "flags:\n"),
 ]
 
 INVALID = [

@@ -5,14 +5,16 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from flagops import yamlfile
+from flagops.credentials import HIDDEN, holds_password, scrub
 from flagops.errors import ConfigError, Problem, UsageError
+from flagops.keys import is_flag_key
 from flagops.model import (
     ENV_NAME_PATTERN,
     FLAG_KEY_MAX,
@@ -44,20 +46,29 @@ class Environment:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """A whole validated repository: flag definitions (and where each is) and environments."""
+    """A validated repository: flag definitions (and where each is) and environments.
+
+    `files` are the configuration files it was loaded from: every one for `load_config`, flags/
+    and one environment's file for `load_environment`.
+    """
 
     flags: Mapping[str, FlagDefinition]
     flag_paths: Mapping[str, str]
     environments: Mapping[str, Environment]
     config_hash: str
+    files: tuple[str, ...] = ()
 
     def environment(self, name: str) -> Environment:
         """The environment called `name`; UsageError listing the known ones when there is none."""
         env = self.environments.get(name)
         if env is None:
-            known = ", ".join(sorted(self.environments)) or "none"
-            raise UsageError(f"unknown environment {name!r} (known: {known})")
+            raise unknown_environment(name, self.environments)
         return env
+
+
+def unknown_environment(name: str, known: Iterable[str]) -> UsageError:
+    """The error for an --env that names no environment file."""
+    return UsageError(f"unknown environment {shown(name)} (known: {', '.join(sorted(known)) or 'none'})")
 
 
 # A request to locate a problem: document path, whether to point at the key, and the message.
@@ -74,10 +85,11 @@ class _FileProblems:
         self.placed: list[Problem] = []
 
     def at(self, position: yamlfile.Position, message: str) -> None:
-        self.placed.append(Problem(self.path, position.line, position.column, message))
+        self.placed.append(Problem(self.path, position.line, position.column, scrub(message)))
 
     def add(self, doc_path: Sequence[Any], message: str, *, key: bool = False) -> None:
-        self.pending.append((tuple(doc_path), key, message))
+        """A problem at the node `doc_path` leads to (a key may be a yamlfile.Nth)."""
+        self.pending.append((tuple(doc_path), key, scrub(message)))
 
     def resolve(self) -> list[Problem]:
         if self.pending:
@@ -125,7 +137,20 @@ def _environment_name(path: str) -> str:
 
 
 def _dotted(doc_path: Sequence[Any]) -> str:
-    return ".".join(str(p) for p in doc_path)
+    return ".".join(f"<{HIDDEN}>" if holds_password(str(p)) else str(p) for p in doc_path)
+
+
+def _url_env_message(value: Any) -> str | None:
+    """What to say of a url_env that holds a URL (perhaps with its password) instead of a name."""
+    if not isinstance(value, str) or not any(mark in value for mark in ("://", "@", "=")):
+        return None
+    message = (
+        "database.url_env: names the environment variable that holds the database URL, not the URL"
+        f" itself; got {describe(value)}"
+    )
+    if holds_password(value):
+        return message + "; put the URL in a variable and write the variable's name here"
+    return message + "; a URL without a password may be written as 'url' instead"
 
 
 def _message(error: Mapping[str, Any], doc_path: Sequence[Any], *, is_env: bool) -> tuple[str, bool]:
@@ -134,7 +159,7 @@ def _message(error: Mapping[str, Any], doc_path: Sequence[Any], *, is_env: bool)
     value = error.get("input")
     field = _dotted(doc_path)
     if kind == "extra_forbidden":
-        message = f"unknown field {str(doc_path[-1])!r}"
+        message = f"unknown field {shown(str(doc_path[-1]))}"
         close = difflib.get_close_matches(str(doc_path[-1]), _fields_at(doc_path, is_env=is_env), 1, 0.7)
         if close:
             message += f" (did you mean {close[0]!r}?)"
@@ -147,7 +172,8 @@ def _message(error: Mapping[str, Any], doc_path: Sequence[Any], *, is_env: bool)
     if kind == "string_too_short":
         return f"{field}: must not be empty", False
     if kind == "string_pattern_mismatch":
-        return f"{field}: {describe(value)} must match {error['ctx']['pattern']}", False
+        hint = _url_env_message(value) if tuple(doc_path) == ("database", "url_env") else None
+        return hint or f"{field}: {describe(value)} must match {error['ctx']['pattern']}", False
     if kind == "bool_type":
         return f"{field}: expected true or false, got {describe(value)}", False
     if kind == "string_type":
@@ -185,24 +211,85 @@ def _key_message(doc_path: Sequence[Any], key: Any) -> str:
     return message
 
 
-def _validate(model: type[BaseModel], data: Any, problems: _FileProblems, *, is_env: bool) -> Any:
+def _report(
+    problems: _FileProblems,
+    exc: ValidationError,
+    *,
+    is_env: bool,
+    under: tuple[Any, ...] = (),
+    occurrence: int = 0,
+) -> None:
+    """Each error of a validation as a problem of the file (none for a value already unreadable).
+
+    With `under` (the path of a key written more than once), only errors below it are reported,
+    placed in its `occurrence`-th use rather than the first.
+    """
+
+    def place(path: list[Any]) -> list[Any]:
+        if not under or len(path) < len(under):
+            return path
+        return [*under[:-1], yamlfile.Nth(under[-1], occurrence), *path[len(under) :]]
+
+    for error in exc.errors(include_url=False):
+        if error.get("input") is yamlfile.UNREADABLE:
+            continue
+        loc = list(error["loc"])
+        if under and (tuple(loc[: len(under)]) != under or loc == [*under, "[key]"]):
+            continue  # outside the repeated value, or its key (reported where it is first used)
+        if loc and loc[-1] == "[key]":
+            doc_path = loc[:-1]
+            problems.add(place(doc_path), _key_message(doc_path[:-1], doc_path[-1]), key=True)
+            continue
+        message, key = _message(error, loc, is_env=is_env)
+        problems.add(place(loc[:-1] if error["type"] == "missing" else loc), message, key=key)
+
+
+def _validate(
+    model: type[BaseModel], loaded: yamlfile.Loaded, problems: _FileProblems, *, is_env: bool
+) -> Any:
+    """The file's document as `model`, or None with its problems added (values written under a
+    repeated key are checked too, so that a duplicate hides no other problem)."""
+    data = loaded.data
+    if data is yamlfile.UNREADABLE:
+        return None
     if not isinstance(data, dict):
         expected = "a 'database' key" if is_env else "a 'flags' key"
         got = "an empty file" if data is None else type_name(data)
         problems.at(yamlfile.Position(1, 1), f"expected a mapping with {expected}, got {got}")
         return None
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            loc = list(error["loc"])
-            if loc and loc[-1] == "[key]":
-                doc_path = loc[:-1]
-                problems.add(doc_path, _key_message(doc_path[:-1], doc_path[-1]), key=True)
-                continue
-            message, key = _message(error, loc, is_env=is_env)
-            problems.add(loc[:-1] if error["type"] == "missing" else loc, message, key=key)
-        return None
+        _report(problems, exc, is_env=is_env)
+        parsed = None
+    if loaded.shadowed:
+        paths = _paths_of(data)
+        for repeated in loaded.shadowed:
+            path = paths.get(id(repeated.mapping))
+            if path is None:
+                continue  # inside a list, or inside a value that is itself a repeat
+            under = (*path, repeated.key)
+            document: Any = repeated.value
+            for part in reversed(under):
+                document = {part: document}
+            try:
+                model.model_validate(document)
+            except ValidationError as exc:
+                _report(problems, exc, is_env=is_env, under=under, occurrence=repeated.occurrence)
+    return parsed
+
+
+def _paths_of(data: dict[str, Any]) -> dict[int, tuple[str, ...]]:
+    """The path of every mapping reachable from `data` through mappings, by the mapping's id."""
+    paths: dict[int, tuple[str, ...]] = {id(data): ()}
+    todo = [data]
+    while todo:
+        mapping = todo.pop()
+        for key, value in mapping.items():
+            if isinstance(value, dict) and id(value) not in paths:
+                paths[id(value)] = (*paths[id(mapping)], key)
+                todo.append(value)
+    return paths
 
 
 def _case_clash(
@@ -241,18 +328,48 @@ def config_hash(sources: Mapping[str, bytes]) -> str:
 def load_config(sources: Mapping[str, bytes]) -> Config:
     """Validate a repository given as {relative path: content}; raise ConfigError on any problem.
 
-    Paths outside flags/ and environments/ are ignored. Nothing is returned unless every file
-    and every cross-file reference is valid, so invalid config never goes further.
+    Paths outside flags/ and environments/ are ignored. Every problem of every file is reported
+    at once, cross-file ones included (a flag defined twice, an undefined flag, a promote_from
+    naming no environment). Nothing is returned unless every file and every cross-file reference
+    is valid, so invalid config never goes further.
     """
-    files: list[_FileProblems] = []
-    flags: dict[str, FlagDefinition] = {}
-    flag_paths: dict[str, str] = {}
-    environments: dict[str, Environment] = {}
-    flags_ok = True
-    named: set[str] = set()  # every key a flags file names, valid or not (a superset of `flags`)
-    folded: dict[str, str] = {}  # each defined key in lowercase -> the key as written
-    env_files: list[tuple[str, _FileProblems, EnvironmentFile]] = []
+    return _load(sources, every_environment=True)
+
+
+def load_environment(sources: Mapping[str, bytes], name: str) -> Config:
+    """Validate flags/ and environment `name`'s file only; raise ConfigError on any of their problems.
+
+    Other environments' files are ignored, valid or not, so a broken file of one environment never
+    stops a command about another; so is promote_from, the one reference to another environment.
+    A problem in flags/ is still an error: the definitions are the environment's own configuration.
+    The Config holds that one environment.
+    """
     kinds = {path: _kind_of(path) for path in sources}
+    names = {_environment_name(p) for p, kind in kinds.items() if kind == "environment"}
+    if name not in names:
+        raise unknown_environment(name, names)
+    picked = {
+        path: content
+        for path, content in sources.items()
+        if kinds[path] == "flags" or (kinds[path] == "environment" and _environment_name(path) == name)
+    }
+    return _load(picked, every_environment=False)
+
+
+def _org(org_id: str) -> str:
+    return org_id if re.fullmatch(ORG_ID_PATTERN, org_id) else shown(org_id)
+
+
+def _load(sources: Mapping[str, bytes], *, every_environment: bool) -> Config:
+    files: list[_FileProblems] = []
+    kinds = {path: _kind_of(path) for path in sources}
+    definitions: dict[str, str] = {}  # flag key -> the file defining it first, valid or not
+    folded: dict[str, str] = {}  # each defined key in lowercase -> the key as written
+    complete = True  # every flags file could be read, so `definitions` holds every flag defined
+    parsed_flags: list[tuple[str, FlagsFile]] = []
+    first_file: dict[str, str] = {}  # environment name -> its first file
+    documents: list[tuple[str, _FileProblems, dict[str, Any]]] = []  # environment files to cross-check
+    environments: dict[str, Environment] = {}
 
     if not any(kind == "flags" for kind in kinds.values()):
         files.append(_FileProblems(f"{FLAGS_DIR}/", ""))
@@ -265,84 +382,93 @@ def load_config(sources: Mapping[str, bytes]) -> Config:
         problems = _FileProblems(path, "")
         files.append(problems)
         text = _decode(path, sources[path], problems)
-        if text is None:
-            flags_ok = flags_ok and kind != "flags"
-            continue
-        problems.text = text
-        loaded = yamlfile.load(text)
+        loaded = yamlfile.load(text) if text is not None else yamlfile.Loaded(None)
+        problems.text = text or ""
         for position, message in loaded.problems:
             problems.at(position, message)
-        if loaded.problems:  # a syntax error, or duplicate keys: which definition counts is unclear
-            flags_ok = flags_ok and kind != "flags"
-        if loaded.data is None and loaded.problems:
-            continue
+        data = loaded.data
         if kind == "flags":
             # Keys a file names count as defined for the cross-file checks even when one of its
             # flags is invalid, so every other problem is still reported, without false "undefined".
-            declared = loaded.data.get("flags") if isinstance(loaded.data, dict) else None
+            declared = data.get("flags", yamlfile.UNREADABLE) if isinstance(data, dict) else None
             if isinstance(declared, dict):
-                named.update(key for key in declared if isinstance(key, str))
-            else:
-                flags_ok = False
-            parsed = _validate(FlagsFile, loaded.data, problems, is_env=False)
-            if parsed is None:
+                for key in declared:
+                    first = definitions.setdefault(key, path)
+                    if first != path:
+                        message = f"flag {shown(key)} is already defined in {first}"
+                        problems.add(["flags", key], message, key=True)
+                    elif not _case_clash(key, folded, definitions, files, problems):
+                        folded[key.lower()] = key
+            elif declared is not None or text is None or (data is None and loaded.problems):
+                complete = False  # `flags:` left empty defines nothing; anything else is unknown
+            if text is None or (data is None and loaded.problems):
                 continue
-            for key, definition in parsed.flags.items():
-                if key in flags:
-                    problems.add(
-                        ["flags", key],
-                        f"flag {key!r} is already defined in {flag_paths[key]}",
-                        key=True,
-                    )
-                    continue
-                if _case_clash(key, folded, flag_paths, files, problems):
-                    continue
-                folded[key.lower()] = key
-                flags[key] = definition
-                flag_paths[key] = path
-        else:
-            name = _environment_name(path)
-            if re.fullmatch(ENV_NAME_PATTERN, name) is None:
-                problems.at(
-                    yamlfile.Position(1, 1),
-                    f"environment name {name!r} (from the file name) must match {ENV_NAME_PATTERN}",
-                )
-            env = _validate(EnvironmentFile, loaded.data, problems, is_env=True)
-            if env is None:
-                continue
-            first = next((p.path for n, p, _ in env_files if n == name), None)
-            if first is not None:
-                problems.at(yamlfile.Position(1, 1), f"environment {name!r} is already defined in {first}")
-                continue
-            env_files.append((name, problems, env))
+            parsed = _validate(FlagsFile, loaded, problems, is_env=False)
+            if parsed is not None:
+                parsed_flags.append((path, parsed))
+            continue
+        name = _environment_name(path)
+        if re.fullmatch(ENV_NAME_PATTERN, name) is None:
+            problems.at(
+                yamlfile.Position(1, 1),
+                f"environment name {shown(name)} (from the file name) must match {ENV_NAME_PATTERN}",
+            )
+        first = first_file.setdefault(name, path)
+        if first != path:
+            problems.at(yamlfile.Position(1, 1), f"environment {shown(name)} is already defined in {first}")
+        if text is None or (data is None and loaded.problems):
+            continue
+        if isinstance(data, dict):
+            documents.append((name, problems, data))
+        spec = _validate(EnvironmentFile, loaded, problems, is_env=True)
+        if spec is not None and first == path:
+            environments[name] = Environment(name, path, spec)
 
     # Every environment file counts, valid or not: a broken staging.yaml is reported once, not
     # again as "no environment 'staging'" in every file that promotes from it.
     names = {_environment_name(p) for p, kind in kinds.items() if kind == "environment"}
-    for name, problems, env in env_files:
-        if flags_ok:
-            for key in env.flags:
-                if key not in named:
-                    problems.add(["flags", key], f"flag {key!r} is not defined in flags/", key=True)
-            for org_id, overrides in env.orgs.items():
-                for key in overrides:
-                    if key not in named:
-                        problems.add(
-                            ["orgs", org_id, key],
-                            f"org {org_id} overrides flag {key!r}, which is not defined in flags/",
-                            key=True,
-                        )
-        if env.promote_from == name:
+    for name, problems, data in documents:
+        if complete:
+            _check_references(data, definitions, problems)
+        promote_from = data.get("promote_from")
+        if not isinstance(promote_from, str) or re.fullmatch(ENV_NAME_PATTERN, promote_from) is None:
+            continue  # no promote_from, or one validation reports
+        if promote_from == name:
             problems.add(["promote_from"], "promote_from: an environment cannot promote from itself")
-        elif env.promote_from is not None and env.promote_from not in names:
+        elif every_environment and promote_from not in names:
             known = ", ".join(sorted(names - {name})) or "none"
             problems.add(
                 ["promote_from"],
-                f"promote_from: there is no environment {env.promote_from!r} (environments: {known})",
+                f"promote_from: there is no environment {promote_from!r} (environments: {known})",
             )
-        environments[name] = Environment(name, problems.path, env)
 
     found = [problem for file in files for problem in file.resolve()]
     if found:
         raise ConfigError(found)
-    return Config(flags, flag_paths, environments, config_hash(sources))
+    flags = {key: definition for _, parsed in parsed_flags for key, definition in parsed.flags.items()}
+    flag_paths = {key: path for path, parsed in parsed_flags for key in parsed.flags}
+    loaded_files = tuple(sorted(path for path, kind in kinds.items() if kind is not None))
+    return Config(flags, flag_paths, environments, config_hash(sources), loaded_files)
+
+
+def _check_references(
+    data: Mapping[str, Any], definitions: Mapping[str, str], problems: _FileProblems
+) -> None:
+    """Report the flags an environment document sets or overrides that flags/ does not define."""
+    values = data.get("flags")
+    if isinstance(values, dict):
+        for key in values:
+            if is_flag_key(key) and key not in definitions:
+                problems.add(["flags", key], f"flag {key!r} is not defined in flags/", key=True)
+    orgs = data.get("orgs")
+    if isinstance(orgs, dict):
+        for org_id, overrides in orgs.items():
+            if not isinstance(overrides, dict):
+                continue
+            for key in overrides:
+                if is_flag_key(key) and key not in definitions:
+                    problems.add(
+                        ["orgs", org_id, key],
+                        f"org {_org(org_id)} overrides flag {key!r}, which is not defined in flags/",
+                        key=True,
+                    )

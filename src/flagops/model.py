@@ -6,11 +6,11 @@ import datetime as dt
 import re
 from decimal import Decimal
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
+
+from flagops.credentials import HIDDEN, has_password, holds_password
 
 # The key rule lives in flagops.keys (no pydantic); re-exported for the models and the loader.
 from flagops.keys import FLAG_KEY_MAX as FLAG_KEY_MAX
@@ -61,7 +63,9 @@ def type_name(value: Any) -> str:
 
 
 def shown(key: Any) -> str:
-    """A key or value as quoted in a message, cut short when long."""
+    """A key or value as quoted in a message, cut short when long, never when it holds a password."""
+    if isinstance(key, str) and holds_password(key):
+        return f"<{HIDDEN}>"
     text = repr(key)
     return text if len(text) <= 70 else text[:60] + "..." + text[-1]
 
@@ -69,7 +73,7 @@ def shown(key: Any) -> str:
 def describe(value: Any) -> str:
     """A value as a message shows it: `the string 'x'`, `the number 5`, `the date 2027-06-30`, ..."""
     if isinstance(value, str):
-        return f"the string {shown(value)}"
+        return HIDDEN if holds_password(value) else f"the string {shown(value)}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -97,6 +101,14 @@ Percentage = Annotated[
 ]
 CalendarDate = Annotated[dt.date, AfterValidator(_calendar_date)]
 
+
+def _empty_when_null(value: Any) -> Any:
+    return {} if value is None else value
+
+
+EMPTY_WHEN_NULL = BeforeValidator(_empty_when_null)
+"""A mapping left empty in YAML (`flags:` with nothing under it is null) means an empty mapping."""
+
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
@@ -121,7 +133,7 @@ class FlagsFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, title="flagops flags file")
 
-    flags: dict[FlagKey, FlagDefinition]
+    flags: Annotated[dict[FlagKey, FlagDefinition], EMPTY_WHEN_NULL]
 
 
 class EnvironmentValues(BaseModel):
@@ -138,18 +150,12 @@ ENVIRONMENT_FIELDS: tuple[str, ...] = tuple(EnvironmentValues.model_fields)
 """The fields of a flag an environment may set over its definition (and promote copies)."""
 
 
-def has_password(url: str) -> bool:
-    """True when a database URL carries a password, in its userinfo or its query string."""
-    # A libpq key/value string (`host=db password=...`) is not a URL but holds a password all the same.
-    if re.search(r"(?i)\bpassword\s*=", url) is not None:
-        return True
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # not parseable as a URL (a bad IPv6 host): look for user:password@ by hand
-        return re.search(r"://[^/?#@]*:[^/?#@]*@", url) is not None
-    query = {k.lower() for k in parse_qs(parts.query)}
-    return bool(password) or "password" in query
+# `${NAME}` anywhere, or a whole `$NAME`: a shell-style variable someone expected to be expanded.
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|^\$([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+_EnvironmentEntry = Annotated[EnvironmentValues, EMPTY_WHEN_NULL]
+_OrgOverrides = Annotated[dict[FlagKey, StrictBool], EMPTY_WHEN_NULL]
 
 
 class DatabaseConfig(BaseModel):
@@ -162,11 +168,17 @@ class DatabaseConfig(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _no_password(cls, url: str | None) -> str | None:
+    def _literal(cls, url: str | None) -> str | None:
         if url is not None and has_password(url):
             raise ValueError(
                 "a literal database URL must not hold a password; put the URL in a variable"
                 " and name it with 'url_env'"
+            )
+        variable = None if url is None else _VARIABLE.search(url)
+        if variable is not None:
+            raise ValueError(
+                f"'url' is used as written, {variable[0]} is not expanded; to read the URL from"
+                f" a variable, write 'url_env: {variable[1] or variable[2]}' instead"
             )
         return url
 
@@ -185,8 +197,8 @@ class EnvironmentFile(BaseModel):
     database: DatabaseConfig
     allow_delete: StrictBool = False
     promote_from: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)] | None = None
-    flags: dict[FlagKey, EnvironmentValues] = Field(default_factory=dict)
-    orgs: dict[OrgId, dict[FlagKey, StrictBool]] = Field(default_factory=dict)
+    flags: Annotated[dict[FlagKey, _EnvironmentEntry], EMPTY_WHEN_NULL] = Field(default_factory=dict)
+    orgs: Annotated[dict[OrgId, _OrgOverrides], EMPTY_WHEN_NULL] = Field(default_factory=dict)
 
 
 class _FileSchema(GenerateJsonSchema):
@@ -200,6 +212,12 @@ class _FileSchema(GenerateJsonSchema):
             return int(dft) if dft == dft.to_integral_value() else float(dft)
         return super().encode_default(dft)
 
+    def function_before_schema(self, schema: core_schema.BeforeValidatorFunctionSchema) -> JsonSchemaValue:
+        generated = super().function_before_schema(schema)
+        if schema["function"]["function"] is _empty_when_null:
+            return {"anyOf": [generated, {"type": "null"}]}
+        return generated
+
     def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
         generated = super().dict_schema(schema)
         if "patternProperties" in generated:
@@ -211,4 +229,3 @@ def json_schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of one file kind ('flags' or 'environment'), from the validating models."""
     model = FlagsFile if kind == "flags" else EnvironmentFile
     return model.model_json_schema(schema_generator=_FileSchema)
-

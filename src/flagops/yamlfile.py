@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from flagops.credentials import HIDDEN, holds_password
+
 # Aliases may be used, but the document they describe may not expand past this many nodes
 # (a "billion laughs" document is tiny on disk and endless once walked).
 MAX_EXPANDED_NODES = 2_000_000
@@ -34,12 +36,49 @@ class Position:
     column: int
 
 
+class Unreadable:
+    """The value of a node that could not be read (its problem is reported); validation skips it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unreadable>"
+
+
+UNREADABLE = Unreadable()
+
+
+@dataclass(frozen=True, slots=True)
+class Shadowed:
+    """A value written under a key its mapping already has: the first one counts, this one is kept
+    here so that it can be checked too. `occurrence` is 1 for the second use of the key, 2 for the third."""
+
+    mapping: dict[str, Any]
+    key: str
+    occurrence: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Nth:
+    """A path step to the `occurrence`-th use (0 is the first) of a key a mapping uses more than once."""
+
+    key: str
+    occurrence: int
+
+
 @dataclass(slots=True)
 class Loaded:
-    """A parsed document and the problems found while parsing it, each as (position, message)."""
+    """A parsed document and the problems found while parsing it, each as (position, message).
+
+    A value that could not be read (2027-02-30, an unknown tag) is UNREADABLE in `data` and its
+    problem is in `problems`; the rest of the document is still there. `data` is None only when
+    the text is no YAML document at all (a syntax error).
+    """
 
     data: Any
     problems: list[tuple[Position, str]] = field(default_factory=list)
+    shadowed: list[Shadowed] = field(default_factory=list)
 
 
 def _position(mark: Any) -> Position:
@@ -75,23 +114,31 @@ class _Loader(yaml.CSafeLoader):
             dated = node.tag == "tag:yaml.org,2002:timestamp" and "timedelta" not in str(exc)
             detail = f" ({exc})" if dated and isinstance(exc, ValueError) and str(exc) else ""
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {str(node.value)[:40]!r} as {kind}{detail}", node.start_mark
+                None, None, f"cannot read {_quoted(str(node.value))} as {kind}{detail}", node.start_mark
             ) from None
+
+
+def _quoted(text: str) -> str:
+    """A scalar as a message quotes it: cut short at 40 characters, never when it holds a password."""
+    return f"<{HIDDEN}>" if holds_password(text) else repr(text[:40])
 
 
 class _Builder:
     """Turns libyaml's node tree into plain values: fast for the common tags, strict about keys.
 
     Mapping keys are read as the text written (so `42:` or `true:` reach validation as the file
-    spells them); duplicate keys are recorded with their position; an alias yields the very
-    object its anchor built, and is noted so the caller can bound the expanded size. Other tags
-    (!!set, !!binary, unknown ones) go through PyYAML's safe constructor.
+    spells them); of a key used twice the first value counts, the others are kept as Shadowed
+    and the duplicate is a problem; an alias yields the very object its anchor built, and is noted
+    so the caller can bound the expanded size. Other tags (!!set, !!binary, unknown ones) go
+    through PyYAML's safe constructor; a value none can read is a problem and UNREADABLE.
     """
 
     def __init__(self, loader: _Loader) -> None:
         self.loader = loader
         self.built: dict[int, Any] = {}
-        self.duplicates: list[tuple[Position, str]] = []
+        self.problems: list[tuple[Position, str]] = []
+        self.shadowed: list[Shadowed] = []
+        self.repeats: dict[tuple[int, str], int] = {}
         self.aliased = False
 
     def build(self, node: yaml.Node) -> Any:
@@ -113,7 +160,11 @@ class _Builder:
             return node.value in _TRUE
         if tag == NULL_TAG and isinstance(node, yaml.ScalarNode) and node.value in _NULL:
             return None
-        return self.loader.construct_object(node, deep=True)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            self.problems.append(_problem(exc, None))
+            return UNREADABLE
 
     def _mapping(self, node: yaml.MappingNode) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -124,30 +175,31 @@ class _Builder:
                 merges.append(value_node)
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    "found a mapping key that is not a plain value",
-                    key_node.start_mark,
-                )
+                self._unreadable(key_node, "found a mapping key that is not a plain value")
+                continue
             key = key_node.value
+            value = self.build(value_node)
             if key in result:
-                self.duplicates.append((_position(key_node.start_mark), f"duplicate key {key!r}"))
-            result[key] = self.build(value_node)
+                self.problems.append((_position(key_node.start_mark), f"duplicate key {_quoted(key)}"))
+                occurrence = self.repeats[id(result), key] = self.repeats.get((id(result), key), 0) + 1
+                self.shadowed.append(Shadowed(result, key, occurrence, value))
+                continue
+            result[key] = value
         for merge in merges:
             sources = merge.value if isinstance(merge, yaml.SequenceNode) else [merge]
             for source in sources:
                 merged = self.build(source)
+                if merged is UNREADABLE:
+                    continue
                 if not isinstance(merged, dict):
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping",
-                        node.start_mark,
-                        "a merge key (<<) needs a mapping or a list of mappings",
-                        source.start_mark,
-                    )
+                    self._unreadable(source, "a merge key (<<) needs a mapping or a list of mappings")
+                    continue
                 for key, value in merged.items():
                     result.setdefault(key, value)
         return result
+
+    def _unreadable(self, node: yaml.Node, problem: str) -> None:
+        self.problems.append((_position(node.start_mark), f"invalid YAML: {problem}"))
 
 
 @contextmanager
@@ -201,6 +253,23 @@ def _expanded_size(data: Any, limit: int) -> int:
     return size(data)
 
 
+def _problem(exc: yaml.MarkedYAMLError, text: str | None) -> tuple[Position, str]:
+    """Where a parser or constructor error is, and what it says."""
+    mark = exc.problem_mark or exc.context_mark
+    position = _position(mark) if mark is not None else Position(1, 1)
+    context = exc.context
+    if context and context.startswith("while ") and exc.context_mark is not None:
+        start = _position(exc.context_mark)
+        if start != position:
+            context += f" started at {start.line}:{start.column},"
+    message = " ".join(filter(None, [context, exc.problem]))
+    if text is not None and _char_at(text, position) == "\t":
+        message = "tab character (YAML indents with spaces, never tabs)"
+    elif "maximum nesting depth" in str(exc.problem):
+        message = "nested too deeply"
+    return position, f"invalid YAML: {message}"
+
+
 def load(text: str) -> Loaded:
     """Parse one YAML document; syntax errors become problems instead of exceptions."""
     loader = _Loader(text)
@@ -210,19 +279,7 @@ def load(text: str) -> Loaded:
             root = loader.get_single_node()
             data = None if root is None else builder.build(root)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        position = _position(mark) if mark is not None else Position(1, 1)
-        context = exc.context
-        if context and context.startswith("while ") and exc.context_mark is not None:
-            start = _position(exc.context_mark)
-            if start != position:
-                context += f" started at {start.line}:{start.column},"
-        message = " ".join(filter(None, [context, exc.problem]))
-        if _char_at(text, position) == "\t":
-            message = "tab character (YAML indents with spaces, never tabs)"
-        elif "maximum nesting depth" in str(exc.problem):
-            message = "nested too deeply"
-        return Loaded(None, [(position, f"invalid YAML: {message}")])
+        return Loaded(None, [_problem(exc, text)])
     except yaml.reader.ReaderError as exc:
         # libyaml gives a byte offset; the offending character's first occurrence is the one.
         index = max(text.find(chr(exc.character)), 0) if isinstance(exc.character, int) else 0
@@ -236,7 +293,7 @@ def load(text: str) -> Loaded:
         return Loaded(None, [(Position(1, 1), "invalid YAML: nested too deeply")])
     finally:
         loader.dispose()
-    loaded = Loaded(data, builder.duplicates)
+    loaded = Loaded(data, sorted(builder.problems, key=lambda p: (p[0].line, p[0].column)), builder.shadowed)
     if builder.aliased:
         try:
             too_big = _expanded_size(data, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES
@@ -261,8 +318,9 @@ def locate(text: str, requests: Sequence[tuple[Sequence[Any], bool]]) -> list[Po
     """Positions of the nodes at the given paths (mapping keys / list indexes) in `text`.
 
     Each request is (path, key): with `key`, the position of the path's last mapping key rather
-    than of its value. A path is followed as far as the document goes and the deepest position
-    found is returned. Parses the text once; only called when reporting problems.
+    than of its value. A key used more than once is its first use, or the one an Nth step names.
+    A path is followed as far as the document goes and the deepest position found is returned.
+    Parses the text once; only called when reporting problems.
     """
     try:
         root = yaml.compose(text, Loader=yaml.CSafeLoader)
@@ -278,10 +336,14 @@ def _walk(node: yaml.Node, path: Sequence[Any], key: bool) -> Position:
     for index, part in enumerate(path):
         last = index == len(path) - 1
         if isinstance(node, yaml.MappingNode):
+            name, skip = (part.key, part.occurrence) if isinstance(part, Nth) else (str(part), 0)
             match = None
             for key_node, value_node in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
-                    match = (key_node, value_node)
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value == name:
+                    if skip == 0:
+                        match = (key_node, value_node)
+                        break
+                    skip -= 1
             if match is None:
                 return found
             key_node, node = match

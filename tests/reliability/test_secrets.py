@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import socketserver
 import struct
@@ -16,12 +17,18 @@ from typing import Any
 import pytest
 from harness import PASSWORD, dump, with_password
 
+from flagops.errors import ConfigError
+from flagops.load import load_config
+from flagops.sources import read_sources
 from support import database_name, execute, finish, spawn
 
 ORG = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ENCODED = "S3cr%40t%3Apw%2F"
 DECODED = "S3cr@t:pw/"
 SECRETS = (PASSWORD, ENCODED, DECODED)
+LOADER_CASES = Path(__file__).resolve().parent.parent / "loader_cases"
+PLANTED = re.compile(r"s3cr3t[\w-]*|hunter2", re.IGNORECASE)
+"""A password planted in a loader case: every one starts with s3cr3t (or is hunter2)."""
 
 
 def _commands(plan_file: Path) -> list[list[str]]:
@@ -288,3 +295,63 @@ def test_a_saved_plan_naming_a_url_with_a_password_is_refused(
         f"{saved}: invalid database settings in the plan: a literal database URL must not hold a password;"
         " put the URL in a variable and name it with 'url_env'\n",
     )
+
+
+# -- validation ---------------------------------------------------------------------------------------
+
+
+def _case_files(case: Path) -> list[Path]:
+    return sorted(p for p in case.rglob("*") if p.is_file() and p.name != "expected.txt")
+
+
+def _planted(case: Path) -> set[str]:
+    found: set[str] = set()
+    for path in _case_files(case):
+        found.update(PLANTED.findall(path.read_bytes().decode("utf-8", errors="replace")))
+    return found
+
+
+def test_no_validation_message_of_any_loader_case_holds_a_planted_password() -> None:
+    """Every message the loader gives for every case folder: none repeats a password planted in the
+    case's files, wherever it was planted (a URL, url_env, a key, a wrong-typed value, a tag, a
+    repeated key, a value long enough to be cut short)."""
+    cases = sorted(p for kind in ("valid", "invalid") for p in (LOADER_CASES / kind).iterdir() if p.is_dir())
+    planted_in = {case.name: _planted(case) for case in cases}
+    messages = 0
+    for case in cases:
+        try:
+            load_config(read_sources(case))
+            continue
+        except ConfigError as exc:
+            lines = exc.lines()
+        messages += len(lines)
+        for line in lines:
+            for secret in planted_in[case.name]:
+                assert secret.lower() not in line.lower(), (case.name, line)
+            assert PLANTED.search(line) is None, (case.name, line)
+    # The check saw the planted passwords and the messages about them.
+    assert len(planted_in["secrets_in_values"]) >= 19
+    assert {"url_password", "several_files"} <= {name for name, found in planted_in.items() if found}
+    assert messages > 150
+
+
+def test_a_url_in_url_env_is_reported_with_the_hint_and_without_its_password(make_repo: Any) -> None:
+    repo = make_repo("unused")
+    repo.write("environments/test.yaml", "database:\n  url_env: postgresql://flags:s3cretpw@db/flags\n")
+    result = repo.flags("validate")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        "environments/test.yaml:2:12: database.url_env: names the environment variable that holds the"
+        " database URL, not the URL itself; got a URL with a password (not shown); put the URL in a"
+        " variable and write the variable's name here\n",
+    )
+
+
+def test_validate_prints_no_planted_password_of_the_secrets_case() -> None:
+    """The same case through the command as a user runs it: stdout and stderr, as a real process."""
+    case = LOADER_CASES / "invalid" / "secrets_in_values"
+    code, out, err = finish(spawn(case, "validate", env={}))
+    assert (code, out) == (1, ""), err
+    assert err == (case / "expected.txt").read_text(encoding="utf-8")
+    assert PLANTED.search(out + err) is None
