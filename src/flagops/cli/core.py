@@ -22,8 +22,12 @@ EXIT_BLOCKED = 5
 
 @cli.command()
 def validate() -> None:
-    """Check every file (no database needed); print each problem as path:line:column."""
-    context().load()
+    """Check every file (no database needed); print each problem as path:line:column, or one OK line."""
+    from flagops.render.common import plural
+
+    config = context().load()
+    flags, environments = plural(len(config.flags), "flag"), plural(len(config.environments), "environment")
+    out(f"OK: {flags}, {environments}, {plural(len(config.files), 'file')}")
 
 
 @cli.command()

@@ -12,6 +12,11 @@ from flagops.plan import Action, Change, Plan, Subject
 SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-"}
 
 
+def plural(n: int, word: str) -> str:
+    """`1 flag`, `2 flags`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def value(v: Any) -> str:
     """A field value as shown to people: JSON-like (strings quoted, null, true/false)."""
     return json.dumps(v, ensure_ascii=False)

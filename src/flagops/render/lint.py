@@ -8,13 +8,10 @@ from typing import Any
 import click
 
 from flagops.lint import CHECKS, Report, Severity
+from flagops.render.common import plural
 
 FORMAT_VERSION = "1.0"
 _COLOR = {Severity.ERROR: "red", Severity.WARNING: "yellow"}
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def summary_line(report: Report) -> str:
@@ -22,11 +19,11 @@ def summary_line(report: Report) -> str:
     suppressed = f"; {len(report.suppressed)} suppressed" if report.suppressed else ""
     if not report.findings:
         checks = ", ".join(report.checks) or "none enabled"
-        return f"No findings in {_plural(report.flags_checked, 'flag')} (checks: {checks}){suppressed}."
+        return f"No findings in {plural(report.flags_checked, 'flag')} (checks: {checks}){suppressed}."
     errors, warnings = report.count(Severity.ERROR), report.count(Severity.WARNING)
     return (
-        f"{_plural(len(report.findings), 'finding')} ({_plural(errors, 'error')},"
-        f" {_plural(warnings, 'warning')}) in {_plural(report.flags_checked, 'flag')}{suppressed}."
+        f"{plural(len(report.findings), 'finding')} ({plural(errors, 'error')},"
+        f" {plural(warnings, 'warning')}) in {plural(report.flags_checked, 'flag')}{suppressed}."
     )
 
 
