@@ -45,6 +45,16 @@ class Context:
         self.sources = read_sources(self.config_dir)
         return load_config(self.sources)
 
+    def load_environment(self, name: str) -> Config:
+        """flags/ and environment `name`'s file only, for the commands an emergency needs (kill,
+        history, eval --live): another environment's file is not read, so a broken one never stops
+        them. A problem in flags/ or in this environment's file still does (docs/configuration.md)."""
+        from flagops.load import load_environment
+        from flagops.sources import read_sources
+
+        self.sources = read_sources(self.config_dir, environment=name)
+        return load_environment(self.sources, name)
+
     @property
     def actor(self) -> str:
         from flagops.provenance import actor

@@ -33,7 +33,7 @@ def _from_database(environment: str, org: str) -> tuple[dict[str, FlagRule], dic
     from flagops.reconcile import reading
 
     ctx = context()
-    database = ctx.connect(ctx.load(), environment, "eval")
+    database = ctx.connect(ctx.load_environment(environment), environment, "eval")
     try:
         with reading(database, f"reading environment {environment}") as connection:
             rules, overrides = runtime.read_org(connection, org)

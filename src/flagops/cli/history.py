@@ -25,7 +25,7 @@ def history_command(environment: str, flag_key: str | None, org_id: str | None, 
     if org_id is not None:
         org_id = parse_org_id(org_id)
     ctx = context()
-    config = ctx.load()
+    config = ctx.load_environment(environment)
     database = ctx.connect(config, environment, "history")
     entries = history(
         database.engine, database.url, environment, flag_key=flag_key, org_id=org_id, limit=limit

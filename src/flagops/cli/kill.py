@@ -60,7 +60,7 @@ def _switch(flag: str, environment: str, reason: str, *, killed: bool) -> None:
     if not reason.strip():
         raise UsageError(f"--reason must say why the flag is {verb}ed")
     ctx = context()
-    config = ctx.load()
+    config = ctx.load_environment(environment)
     database = ctx.connect(config, environment, verb, write=True, lock_timeout=ROW_LOCK_TIMEOUT)
     done = set_killed(
         database.engine, database.url, environment, flag, killed, actor=ctx.actor, reason=reason.strip()
