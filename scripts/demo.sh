@@ -8,6 +8,7 @@ python=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e .
 set -x
+mkdir -p .flags   # the local environment's SQLite file goes here (flags creates no directory)
 .venv/bin/flags validate
 .venv/bin/flags init --env local
 .venv/bin/flags plan --env local

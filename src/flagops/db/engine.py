@@ -24,10 +24,11 @@ def resolve_url(environment: Environment, config_dir: Path, environ: Mapping[str
     """The SQLAlchemy URL of an environment's database (driver chosen, SQLite paths made absolute)."""
     database = environment.spec.database
     if database.url_env is not None:
-        raw = environ.get(database.url_env, "")
-        if not raw:
+        raw = environ.get(database.url_env)
+        if raw is None or not raw.strip():
+            state = "not set" if raw is None else "set but empty"
             raise UsageError(
-                f"{environment.path}: database.url_env names {database.url_env}, which is not set;"
+                f"{environment.path}: database.url_env names {database.url_env}, which is {state};"
                 f" export the database URL of environment {environment.name} in it"
             )
         source = f"${database.url_env}"
@@ -43,6 +44,12 @@ def resolve_url(environment: Environment, config_dir: Path, environ: Mapping[str
         path = url.database or ""
         if path and path != ":memory:" and not Path(path).is_absolute():
             url = url.set(database=str(config_dir / path))
+        folder = Path(url.database or "").parent
+        if path and path != ":memory:" and not folder.is_dir():
+            raise UsageError(
+                f"{source}: the SQLite database's directory {folder} does not exist; create it"
+                " (or correct the path) and run the command again"
+            )
     return url
 
 
@@ -92,9 +99,6 @@ def open_engine(
     write lock up front, waiting up to `timeout` seconds) instead of the driver's implicit one.
     """
     if url.get_backend_name() == "sqlite":
-        path = url.database or ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, poolclass=NullPool, connect_args={"timeout": timeout})
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
