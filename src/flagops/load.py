@@ -387,10 +387,11 @@ def _load(sources: Mapping[str, bytes], *, every_environment: bool) -> Config:
         for position, message in loaded.problems:
             problems.at(position, message)
         data = loaded.data
+        unreadable = text is None or (data is None and bool(loaded.problems))
         if kind == "flags":
             # Keys a file names count as defined for the cross-file checks even when one of its
             # flags is invalid, so every other problem is still reported, without false "undefined".
-            declared = data.get("flags", yamlfile.UNREADABLE) if isinstance(data, dict) else None
+            declared = data.get("flags") if isinstance(data, dict) else None
             if isinstance(declared, dict):
                 for key in declared:
                     first = definitions.setdefault(key, path)
@@ -399,11 +400,9 @@ def _load(sources: Mapping[str, bytes], *, every_environment: bool) -> Config:
                         problems.add(["flags", key], message, key=True)
                     elif not _case_clash(key, folded, definitions, files, problems):
                         folded[key.lower()] = key
-            elif declared is not None or text is None or (data is None and loaded.problems):
+            elif not (isinstance(data, dict) and "flags" in data and declared is None):
                 complete = False  # `flags:` left empty defines nothing; anything else is unknown
-            if text is None or (data is None and loaded.problems):
-                continue
-            parsed = _validate(FlagsFile, loaded, problems, is_env=False)
+            parsed = None if unreadable else _validate(FlagsFile, loaded, problems, is_env=False)
             if parsed is not None:
                 parsed_flags.append((path, parsed))
             continue
@@ -416,7 +415,7 @@ def _load(sources: Mapping[str, bytes], *, every_environment: bool) -> Config:
         first = first_file.setdefault(name, path)
         if first != path:
             problems.at(yamlfile.Position(1, 1), f"environment {shown(name)} is already defined in {first}")
-        if text is None or (data is None and loaded.problems):
+        if unreadable:
             continue
         if isinstance(data, dict):
             documents.append((name, problems, data))

@@ -279,8 +279,8 @@ def test_a_literal_url_with_a_password_is_refused_by_validate(make_repo: Any, ur
 def test_a_saved_plan_naming_a_url_with_a_password_is_refused(
     pg_url: str, make_repo: Any, tmp_path: Path, url: str
 ) -> None:
-    """A saved plan carries its database settings; one edited to hold a password is refused without
-    connecting and without repeating it."""
+    """A saved plan records its database settings, but apply takes them from the environment file:
+    one edited to hold a password is refused (exit 3) without connecting to it or repeating it."""
     repo = make_repo(pg_url)
     assert repo.flags("init", "--env", "test").exit_code == 0
     saved = tmp_path / "plan.json"
@@ -290,11 +290,12 @@ def test_a_saved_plan_naming_a_url_with_a_password_is_refused(
     saved.write_text(json.dumps(plan))
     result = repo.flags("apply", "--env", "test", str(saved))
     assert (result.exit_code, result.stdout, result.stderr) == (
-        1,
+        3,
         "",
-        f"{saved}: invalid database settings in the plan: a literal database URL must not hold a password;"
-        " put the URL in a variable and name it with 'url_env'\n",
+        "the saved plan is not what the configuration and the database produce now (settings: not those"
+        " of environments/test.yaml now); nothing was written. Run flags plan again.\n",
     )
+    _no_secret(result.output)
 
 
 # -- validation ---------------------------------------------------------------------------------------
