@@ -27,7 +27,8 @@ class Context:
     no_color: bool = False
     actor_option: str | None = None
     sources: Mapping[str, bytes] = field(default_factory=dict)
-    """The files `load` read: commands that edit them edit these bytes, not a later read."""
+    """The files `load` (or `load_environment`) read: commands that edit them edit these bytes, not a
+    later read."""
 
     @property
     def color(self) -> bool:
