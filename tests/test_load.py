@@ -161,7 +161,7 @@ def test_every_kind_of_problem_is_reported_in_one_run() -> None:
     assert lines == sorted(lines, key=_sort_key)
     growth = [line for line in lines if line.startswith("flags/growth.yaml:")]
     # A bad date hides neither the other problems of its flag nor those of the flags after it.
-    assert any("cannot read '2027-02-30' as a date" in line for line in growth)
+    assert any("flags.lead_scoring.expires: cannot read '2027-02-30' as a date" in line for line in growth)
     assert any("rollout_percentage: must be between 0 and 100" in line for line in growth)
     assert any("unknown field 'colour'" in line for line in growth)
     # A repeated key hides neither the first definition's problems nor the repeat's own.
@@ -213,7 +213,7 @@ def test_an_unreadable_value_is_reported_once() -> None:
     """2027-02-30 is no date: one problem where it is written, not a second one from validation."""
     text = FLAGS + b"    expires: 2027-02-30\n    enabled: maybe\n"
     assert _problems({"flags/main.yaml": text}) == [
-        "flags/main.yaml:5:14: invalid YAML: cannot read '2027-02-30' as a date"
+        "flags/main.yaml:5:14: flags.lead_scoring.expires: cannot read '2027-02-30' as a date"
         " (day is out of range for month)",
         "flags/main.yaml:6:14: flags.lead_scoring.enabled: expected true or false, got the string 'maybe'",
     ]

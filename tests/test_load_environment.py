@@ -79,7 +79,7 @@ def test_a_problem_in_flags_still_stops_it() -> None:
     with pytest.raises(ConfigError) as info:
         load_environment(sources, "staging")
     assert info.value.lines() == [
-        "flags/other.yaml:2:31: invalid YAML: cannot read '2027-02-30' as a date"
+        "flags/other.yaml:2:31: flags.beta.expires: cannot read '2027-02-30' as a date"
         " (day is out of range for month)"
     ]
 

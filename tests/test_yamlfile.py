@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from flagops.yamlfile import MAX_EXPANDED_NODES, Position, load, locate
+from flagops.yamlfile import MAX_EXPANDED_NODES, UNREADABLE, Nth, Position, load, locate
 
 
 def problems(text: str) -> list[tuple[int, int, str]]:
@@ -195,3 +195,22 @@ def test_locate_follows_the_document_as_far_as_it_goes() -> None:
 
 def test_locate_in_broken_text_falls_back_to_the_start() -> None:
     assert locate("a: [1,\n", [(("a",), False), (("b",), True)]) == [Position(1, 1), Position(1, 1)]
+
+
+def test_an_unreadable_value_leaves_the_rest_of_the_document() -> None:
+    loaded = load("a: 2027-02-30\nb: [1, !!int x]\nc: true\n")
+    assert loaded.data == {"a": UNREADABLE, "b": [1, UNREADABLE], "c": True}
+    assert [(p.line, p.column) for p, _ in loaded.problems] == [(1, 4), (2, 8)]
+
+
+def test_of_a_repeated_key_the_first_value_counts_and_the_repeats_are_kept() -> None:
+    loaded = load("m:\n  k: 1\n  k: 2\n  k: 3\n")
+    assert loaded.data == {"m": {"k": 1}}
+    assert [(s.key, s.occurrence, s.value) for s in loaded.shadowed] == [("k", 1, 2), ("k", 2, 3)]
+    assert all(s.mapping is loaded.data["m"] for s in loaded.shadowed)
+    assert [m for _, m in loaded.problems] == ["duplicate key 'k'", "duplicate key 'k'"]
+    positions = locate(
+        "m:\n  k: 1\n  k: 2\n  k: 3\n",
+        [(("m", "k"), True), (("m", Nth("k", 2)), False), (("m", Nth("k", 5)), True)],
+    )
+    assert positions == [Position(2, 3), Position(4, 6), Position(2, 3)]

@@ -279,6 +279,40 @@ def _validate(
     return parsed
 
 
+def _named(loaded: yamlfile.Loaded, text: str) -> list[tuple[yamlfile.Position, str]]:
+    """The parse problems, those of a value that could not be read named by its field
+    (`flags.x.expires: cannot read '2027-02-30' as a date`) rather than as invalid YAML."""
+    unreadable = _unreadable_paths(loaded.data) if loaded.problems else []
+    if not unreadable:
+        return loaded.problems
+    located = yamlfile.locate(text, [(path, False) for path in unreadable])
+    fields = {position: _dotted(path) for path, position in zip(unreadable, located, strict=True)}
+    prefix = "invalid YAML: "
+    return [
+        (position, f"{fields[position]}: {message.removeprefix(prefix)}")
+        if position in fields and message.startswith(prefix)
+        else (position, message)
+        for position, message in loaded.problems
+    ]
+
+
+def _unreadable_paths(data: Any) -> list[tuple[Any, ...]]:
+    """The paths (mapping keys, list indexes) to the UNREADABLE values of a document."""
+    found: list[tuple[Any, ...]] = []
+    seen: set[int] = set()
+    todo: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while todo:
+        path, value = todo.pop()
+        if value is yamlfile.UNREADABLE:
+            if path:  # a whole document that cannot be read has no field to name
+                found.append(path)
+        elif isinstance(value, dict | list) and id(value) not in seen:
+            seen.add(id(value))  # an alias: its values were found where its anchor is
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            todo.extend(((*path, key), child) for key, child in items)
+    return found
+
+
 def _paths_of(data: dict[str, Any]) -> dict[int, tuple[str, ...]]:
     """The path of every mapping reachable from `data` through mappings, by the mapping's id."""
     paths: dict[int, tuple[str, ...]] = {id(data): ()}
@@ -384,7 +418,7 @@ def _load(sources: Mapping[str, bytes], *, every_environment: bool) -> Config:
         text = _decode(path, sources[path], problems)
         loaded = yamlfile.load(text) if text is not None else yamlfile.Loaded(None)
         problems.text = text or ""
-        for position, message in loaded.problems:
+        for position, message in _named(loaded, problems.text):
             problems.at(position, message)
         data = loaded.data
         unreadable = text is None or (data is None and bool(loaded.problems))
