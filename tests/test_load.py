@@ -209,6 +209,15 @@ def test_a_key_repeated_a_third_time_is_checked_where_it_is_written() -> None:
     ]
 
 
+def test_an_org_block_written_twice_has_its_references_checked_too() -> None:
+    org = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
+    env = ENV + f"orgs:\n  {org}:\n    lead_scoring: true\n  {org}:\n    nowhere: false\n".encode()
+    assert _problems({"flags/main.yaml": FLAGS, "environments/test.yaml": env}) == [
+        f"environments/test.yaml:6:3: duplicate key '{org}'",
+        f"environments/test.yaml:7:5: org {org} overrides flag 'nowhere', which is not defined in flags/",
+    ]
+
+
 def test_an_unreadable_value_is_reported_once() -> None:
     """2027-02-30 is no date: one problem where it is written, not a second one from validation."""
     text = FLAGS + b"    expires: 2027-02-30\n    enabled: maybe\n"

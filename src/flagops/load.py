@@ -402,7 +402,7 @@ def _load(sources: Mapping[str, bytes], *, every_environment: bool) -> Config:
     complete = True  # every flags file could be read, so `definitions` holds every flag defined
     parsed_flags: list[tuple[str, FlagsFile]] = []
     first_file: dict[str, str] = {}  # environment name -> its first file
-    documents: list[tuple[str, _FileProblems, dict[str, Any]]] = []  # environment files to cross-check
+    documents: list[tuple[str, _FileProblems, yamlfile.Loaded]] = []  # environment files to cross-check
     environments: dict[str, Environment] = {}
 
     if not any(kind == "flags" for kind in kinds.values()):
@@ -452,7 +452,7 @@ def _load(sources: Mapping[str, bytes], *, every_environment: bool) -> Config:
         if unreadable:
             continue
         if isinstance(data, dict):
-            documents.append((name, problems, data))
+            documents.append((name, problems, loaded))
         spec = _validate(EnvironmentFile, loaded, problems, is_env=True)
         if spec is not None and first == path:
             environments[name] = Environment(name, path, spec)
@@ -460,10 +460,10 @@ def _load(sources: Mapping[str, bytes], *, every_environment: bool) -> Config:
     # Every environment file counts, valid or not: a broken staging.yaml is reported once, not
     # again as "no environment 'staging'" in every file that promotes from it.
     names = {_environment_name(p) for p, kind in kinds.items() if kind == "environment"}
-    for name, problems, data in documents:
+    for name, problems, loaded in documents:
         if complete:
-            _check_references(data, definitions, problems)
-        promote_from = data.get("promote_from")
+            _check_references(loaded, definitions, problems)
+        promote_from = loaded.data.get("promote_from")
         if not isinstance(promote_from, str) or re.fullmatch(ENV_NAME_PATTERN, promote_from) is None:
             continue  # no promote_from, or one validation reports
         if promote_from == name:
@@ -485,23 +485,30 @@ def _load(sources: Mapping[str, bytes], *, every_environment: bool) -> Config:
 
 
 def _check_references(
-    data: Mapping[str, Any], definitions: Mapping[str, str], problems: _FileProblems
+    loaded: yamlfile.Loaded, definitions: Mapping[str, str], problems: _FileProblems
 ) -> None:
-    """Report the flags an environment document sets or overrides that flags/ does not define."""
+    """Report the flags an environment document sets or overrides that flags/ does not define
+    (in an org's block written twice as well)."""
+    data = loaded.data
     values = data.get("flags")
     if isinstance(values, dict):
         for key in values:
             if is_flag_key(key) and key not in definitions:
                 problems.add(["flags", key], f"flag {key!r} is not defined in flags/", key=True)
     orgs = data.get("orgs")
-    if isinstance(orgs, dict):
-        for org_id, overrides in orgs.items():
-            if not isinstance(overrides, dict):
-                continue
-            for key in overrides:
-                if is_flag_key(key) and key not in definitions:
-                    problems.add(
-                        ["orgs", org_id, key],
-                        f"org {_org(org_id)} overrides flag {key!r}, which is not defined in flags/",
-                        key=True,
-                    )
+    if not isinstance(orgs, dict):
+        return
+    blocks: list[tuple[Any, str, Any]] = [(org_id, org_id, overrides) for org_id, overrides in orgs.items()]
+    blocks += [
+        (yamlfile.Nth(s.key, s.occurrence), s.key, s.value) for s in loaded.shadowed if s.mapping is orgs
+    ]
+    for step, org_id, overrides in blocks:
+        if not isinstance(overrides, dict):
+            continue
+        for key in overrides:
+            if is_flag_key(key) and key not in definitions:
+                problems.add(
+                    ["orgs", step, key],
+                    f"org {_org(org_id)} overrides flag {key!r}, which is not defined in flags/",
+                    key=True,
+                )
