@@ -1,5 +1,5 @@
 """Loading one environment: flags/ and that environment's file only, so that an emergency command
-(kill, history, eval --live) is never stopped by a broken file of another environment."""
+(kill, unkill, history, eval --live) is never stopped by a broken file of another environment."""
 
 from __future__ import annotations
 
@@ -137,6 +137,9 @@ def test_kill_history_and_eval_live_are_not_stopped_by_another_environment(repo:
     live = repo.flags("eval", "--env", "test", "--org", ORG, "dark_mode", "--live")
     assert (live.exit_code, live.stderr) == (0, ""), live.output
     assert "dark_mode  off" in live.stdout and "killed" in live.stdout
+    unkilled = repo.flags("unkill", "dark_mode", "--env", "test", "--reason", "fixed")
+    assert (unkilled.exit_code, unkilled.stderr) == (0, ""), unkilled.output
+    assert unkilled.stdout.startswith("Unkilled flag dark_mode in environment test")
     # Commands that need every file (a plan names the configuration it was made from) still stop.
     plan = repo.flags("plan", "--env", "test")
     assert (plan.exit_code, plan.stdout, plan.stderr) == (1, "", BROKEN_PROBLEM + "\n")
@@ -148,6 +151,7 @@ def test_a_broken_flags_file_stops_them_before_the_database(repo: Any, pg_url: s
     problem = "flags/other.yaml:2:31: flags.beta.enabled: expected true or false, got the string 'maybe'\n"
     for command in (
         ["kill", "dark_mode", "--env", "test", "--reason", "incident"],
+        ["unkill", "dark_mode", "--env", "test", "--reason", "fixed"],
         ["history", "--env", "test"],
         ["eval", "--env", "test", "--org", ORG, "--live"],
     ):

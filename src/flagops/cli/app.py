@@ -48,8 +48,8 @@ class Context:
 
     def load_environment(self, name: str) -> Config:
         """flags/ and environment `name`'s file only, for the commands an emergency needs (kill,
-        history, eval --live): another environment's file is not read, so a broken one never stops
-        them. A problem in flags/ or in this environment's file still does (docs/configuration.md)."""
+        unkill, history, eval --live): another environment's file is not read, so a broken one never
+        stops them. A problem in flags/ or in this environment's file still does (docs/configuration.md)."""
         from flagops.load import load_environment
         from flagops.sources import read_sources
 
