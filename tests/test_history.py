@@ -8,13 +8,22 @@ from typing import Any
 
 import pytest
 
-from flagops.db.read import audit_action
-from flagops.render.history import change_text, render_history, short_commit, timestamp
-from support import DEFAULT_FLAGS, execute, initialised, ok
+from flagops.db.read import AppliedRecord, audit_action
+from flagops.render.history import (
+    applies_json,
+    change_text,
+    render_applies,
+    render_history,
+    short_commit,
+    short_plan,
+    timestamp,
+)
+from support import DEFAULT_FLAGS, execute, initialised, ok, sql
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ORG_B = "0b7f3a1c-9e44-4c55-8a0b-6f1d2c1e2b7f"
 SHA = "0123456789abcdef0123456789abcdef01234567"
+PLAN_SHA = "3f2a9c1b" + "0" * 56
 ENV = f"orgs:\n  {ORG_A}:\n    sms_campaigns: true\n"
 
 # -- rendering (pure) ------------------------------------------------------------------------------
@@ -84,6 +93,14 @@ def test_short_commit(commit: str | None, shown: str) -> None:
     assert short_commit(commit) == shown
 
 
+@pytest.mark.parametrize(
+    ("sha", "shown"),
+    [(PLAN_SHA, "3f2a9c1b\u2026"), (f"sha256:{PLAN_SHA}", "3f2a9c1b\u2026"), (None, "-"), ("", "-")],
+)
+def test_short_plan(sha: str | None, shown: str) -> None:
+    assert short_plan(sha) == shown
+
+
 def test_timestamp_is_utc() -> None:
     plus_two = dt.timezone(dt.timedelta(hours=2))
     assert timestamp(dt.datetime(2025, 3, 1, 14, 0, 5, 123, tzinfo=plus_two)) == "2025-03-01 12:00:05Z"
@@ -107,6 +124,7 @@ def _entry(**values: Any) -> dict[str, Any]:
         "git_commit": SHA,
         "reason": None,
         "targets": None,
+        "plan_sha256": None,
     }
     entry.update(values)
     return entry
@@ -131,6 +149,7 @@ def test_render_history_table() -> None:
             old_value=None,
             new_value={"enabled": True},
             targets=["lead_scoring"],
+            plan_sha256=PLAN_SHA,
         ),
     ]
     width = len(f"override.{ORG_A}.lead_scoring")
@@ -140,7 +159,7 @@ def test_render_history_table() -> None:
         f"2025-03-02 08:30:00Z  kill    bob    {'flag.lead_scoring'.ljust(width)}  update"
         "  killed: false -> true  -        checkout errors",
         f"2025-03-01 12:00:05Z  apply   alice  override.{ORG_A}.lead_scoring  create"
-        "  enabled: true          0123456  partial apply: --target lead_scoring",
+        "  enabled: true          0123456  plan 3f2a9c1b\u2026; partial apply: --target lead_scoring",
         "",
         "2 audit entries in environment production.",
     ]
@@ -154,6 +173,65 @@ def test_render_history_cuts_long_changes_and_says_when_the_limit_was_reached() 
     assert "..." in row
     assert "field_19" not in row
     assert text.splitlines()[-1] == "1 audit entry in environment staging (the newest; --limit shows more)."
+
+
+def _record(apply_id: str, added: int, changed: int, destroyed: int, **values: Any) -> AppliedRecord:
+    fields: dict[str, Any] = {
+        "apply_id": apply_id,
+        "environment": "production",
+        "started_at": dt.datetime(2025, 3, 1, 12, 0, 4, tzinfo=dt.UTC),
+        "finished_at": dt.datetime(2025, 3, 1, 12, 0, 5, tzinfo=dt.UTC),
+        "actor": "alice",
+        "git_commit": SHA,
+        "plan_id": "p",
+        "plan_sha256": None,
+        "targets": None,
+        "added": added,
+        "changed": changed,
+        "destroyed": destroyed,
+    }
+    fields.update(values)
+    return AppliedRecord(**fields)
+
+
+def test_render_applies_one_line_each_including_those_that_changed_nothing() -> None:
+    records = [
+        _record("c" * 36, 0, 0, 0, actor="bob", git_commit=None),
+        _record("b" * 36, 0, 1, 0, plan_sha256=PLAN_SHA, targets=("lead_scoring",)),
+        _record("a" * 36, 2, 0, 1),
+    ]
+    assert render_applies(records, "production", limit=3).splitlines() == [
+        "APPLY".ljust(38) + "FINISHED              ACTOR  COMMIT   CHANGES" + " " * 26 + "PLAN       NOTE",
+        f"{'c' * 36}  2025-03-01 12:00:05Z  bob    -        no rows changed                  -",
+        f"{'b' * 36}  2025-03-01 12:00:05Z  alice  0123456  0 added, 1 changed, 0 destroyed  3f2a9c1b\u2026"
+        "  partial apply: --target lead_scoring",
+        f"{'a' * 36}  2025-03-01 12:00:05Z  alice  0123456  2 added, 0 changed, 1 destroyed  -",
+        "",
+        "3 applies in environment production (the newest; --limit shows more).",
+        "To return to the state one of them left: flags rollback --env production --to APPLY",
+    ]
+    assert render_applies([], "production") == "No applies in environment production.\n"
+    shown = applies_json(records[1:2], "production")
+    assert shown == {
+        "environment": "production",
+        "applies": [
+            {
+                "apply_id": "b" * 36,
+                "environment": "production",
+                "started_at": "2025-03-01T12:00:04+00:00",
+                "finished_at": "2025-03-01T12:00:05+00:00",
+                "actor": "alice",
+                "git_commit": SHA,
+                "plan_id": "p",
+                "plan_sha256": PLAN_SHA,
+                "targets": ["lead_scoring"],
+                "added": 0,
+                "changed": 1,
+                "destroyed": 0,
+            }
+        ],
+    }
+    assert json.loads(json.dumps(shown)) == shown
 
 
 def test_render_empty_history() -> None:
@@ -258,6 +336,7 @@ def test_history_json_entries(db_url: str, make_repo: Any) -> None:
         "git_commit": None,
         "reason": "sends twice",
         "targets": None,
+        "plan_sha256": None,
     }
     assert dt.datetime.fromisoformat(kill["changed_at"]).tzinfo is not None
     first = [e for e in entries if e["source"] == "apply"]
@@ -294,3 +373,55 @@ def test_history_of_an_uninitialised_database_names_flags_init(sqlite_url: str, 
     result = repo.flags("history", "--env", "test")
     assert result.exit_code == 1
     assert result.stderr.strip().endswith("run: flags init --env test")
+
+
+def test_history_applies_lists_every_apply_newest_first_including_those_that_changed_no_row(
+    db_url: str, make_repo: Any
+) -> None:
+    repo = initialised(make_repo(db_url, env_body=ENV))
+    ok(repo, "apply", "--env", "test", "--auto-approve", env={"GITHUB_SHA": SHA})
+    ok(repo, "kill", "sms_campaigns", "--env", "test", "--reason", "sends twice")
+    ok(repo, "import", "--env", "test")  # accept the kill: killed: true in the YAML
+    ok(repo, "apply", "--env", "test", "--auto-approve")  # changes no row, records the new baseline
+    sql(db_url, f"UPDATE feature_flag_applies SET plan_sha256 = '{PLAN_SHA}' WHERE git_commit = '{SHA}'")
+
+    lines = _history(repo, "--applies").stdout.splitlines()
+
+    assert lines[0].split() == ["APPLY", "FINISHED", "ACTOR", "COMMIT", "CHANGES", "PLAN", "NOTE"]
+    cells = [line.split("  ") for line in lines[1:3]]
+    rows = [[c.strip() for c in row if c.strip()] for row in cells]
+    assert [row[2:] for row in rows] == [
+        ["tester", "-", "no rows changed", "-"],
+        ["tester", "0123456", "3 added, 0 changed, 0 destroyed", "3f2a9c1b\u2026"],
+    ]
+    assert lines[3:] == [
+        "",
+        "2 applies in environment test.",
+        "To return to the state one of them left: flags rollback --env test --to APPLY",
+    ]
+    listed = json.loads(_history(repo, "--applies", "--format", "json").stdout)["applies"]
+    assert [row[0] for row in rows] == [a["apply_id"] for a in listed]
+    assert [(a["added"], a["changed"], a["destroyed"], a["plan_sha256"]) for a in listed] == [
+        (0, 0, 0, None),
+        (3, 0, 0, PLAN_SHA),
+    ]
+    assert (
+        len(json.loads(_history(repo, "--applies", "--limit", "1", "--format", "json").stdout)["applies"])
+        == 1
+    )
+    # the ordinary history names the saved plan beside each change its apply made
+    entries = _history(repo).stdout.splitlines()
+    applied = [line for line in entries if " apply " in line]
+    assert applied
+    assert all(line.rstrip().endswith("plan 3f2a9c1b\u2026") for line in applied)
+    by_json = json.loads(_history(repo, "--format", "json").stdout)["entries"]
+    assert {e["plan_sha256"] for e in by_json if e["source"] == "apply"} == {PLAN_SHA}
+
+
+def test_history_applies_takes_no_flag_or_org_filter(sqlite_url: str, make_repo: Any) -> None:
+    repo = initialised(make_repo(sqlite_url))
+    for args in (("--flag", "lead_scoring"), ("--org", ORG_A)):
+        result = repo.flags("history", "--env", "test", "--applies", *args)
+        assert (result.exit_code, result.stdout) == (1, "")
+        assert result.stderr == "--applies lists whole applies: it takes neither --flag nor --org\n"
+    assert _history(repo, "--applies").stdout == "No applies in environment test.\n"

@@ -1,4 +1,4 @@
-"""Read an environment's audit log, newest first: applies, out-of-band changes and kills."""
+"""Read an environment's audit log, newest first: applies, out-of-band changes and kills; and its applies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy.engine import URL
 
 from flagops.db import migrate
 from flagops.db.engine import translated
-from flagops.db.read import as_utc, audit_action
+from flagops.db.read import AppliedRecord, as_utc, audit_action, read_applies
 from flagops.db.tables import applies, audit_log
 
 ENTRY_FIELDS = (
@@ -28,8 +28,13 @@ ENTRY_FIELDS = (
     "git_commit",
     "reason",
     "targets",
+    "plan_sha256",
 )
-"""The keys of one history entry; `targets` is the --target list of a partial apply, else None."""
+"""The keys of one history entry; `targets` is the --target list of a partial apply, else None;
+`plan_sha256` the sha256 of the saved plan file its apply executed, else None."""
+
+_FROM_APPLIES = 2
+"""The last ENTRY_FIELDS come from the entry's apply row."""
 
 
 def read_history(
@@ -43,7 +48,10 @@ def read_history(
     """
     a = audit_log.c
     query = (
-        sa.select(*(a[name] for name in ENTRY_FIELDS[:-1]), applies.c.targets)
+        sa.select(
+            *(a[name] for name in ENTRY_FIELDS[:-_FROM_APPLIES]),
+            *(applies.c[name] for name in ENTRY_FIELDS[-_FROM_APPLIES:]),
+        )
         .select_from(audit_log.outerjoin(applies, applies.c.apply_id == a.apply_id))
         .order_by(a.id.desc())
         .limit(limit)
@@ -76,3 +84,10 @@ def history(
     with translated(url, f"reading the history of environment {environment}"), engine.begin() as conn:
         migrate.require_current(conn, environment)
         return read_history(conn, flag_key=flag_key, org_id=org_id, limit=limit)
+
+
+def apply_history(engine: sa.Engine, url: URL, environment: str, *, limit: int = 50) -> list[AppliedRecord]:
+    """The applies of an environment, newest first (see `read.read_applies`), schema checked first."""
+    with translated(url, f"reading the applies of environment {environment}"), engine.begin() as conn:
+        migrate.require_current(conn, environment)
+        return read_applies(conn, environment, limit=limit)

@@ -1,4 +1,5 @@
-"""Read an environment's state, its last apply and the provenance of drift from the database."""
+"""Read an environment's state, its applies (the last one, or any by id, with their snapshots) and the
+provenance of drift from the database."""
 
 from __future__ import annotations
 
@@ -97,10 +98,88 @@ def applied_state(connection: sa.Connection, last: LastApply, actual: State, act
     """
     if last.holds(actual_hash):
         return actual
+    return snapshot_of(connection, last.apply_id)
+
+
+def snapshot_of(connection: sa.Connection, apply_id: str) -> State:
+    """The state an apply recorded when it finished (its decoded snapshot)."""
     blob = connection.execute(
-        sa.select(applies.c.snapshot).where(applies.c.apply_id == last.apply_id)
+        sa.select(applies.c.snapshot).where(applies.c.apply_id == apply_id)
     ).scalar_one()
     return decode_snapshot(blob)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedRecord:
+    """One recorded apply, without its snapshot: what `flags history --applies` lists."""
+
+    apply_id: str
+    environment: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    actor: str
+    git_commit: str | None
+    plan_id: str | None
+    plan_sha256: str | None
+    """The sha256 of the saved plan file the apply executed; None for an apply that planned itself."""
+    targets: tuple[str, ...] | None
+    added: int
+    changed: int
+    destroyed: int
+
+
+def _select_applies() -> sa.Select[Any]:
+    a = applies.c
+    return sa.select(
+        a.apply_id,
+        a.environment,
+        a.started_at,
+        a.finished_at,
+        a.actor,
+        a.git_commit,
+        a.plan_id,
+        a.plan_sha256,
+        a.targets,
+        a.added,
+        a.changed,
+        a.destroyed,
+    ).order_by(a.id.desc())
+
+
+def _applied_records(connection: sa.Connection, query: sa.Select[Any]) -> list[AppliedRecord]:
+    found = []
+    for row in connection.execute(query):
+        found.append(
+            AppliedRecord(
+                apply_id=row.apply_id,
+                environment=row.environment,
+                started_at=as_utc(row.started_at),
+                finished_at=as_utc(row.finished_at),
+                actor=row.actor,
+                git_commit=row.git_commit,
+                plan_id=row.plan_id,
+                plan_sha256=row.plan_sha256,
+                targets=None if row.targets is None else tuple(row.targets),
+                added=row.added,
+                changed=row.changed,
+                destroyed=row.destroyed,
+            )
+        )
+    return found
+
+
+def read_applies(connection: sa.Connection, environment: str, *, limit: int) -> list[AppliedRecord]:
+    """The newest `limit` applies of `environment`, newest first, including those that changed no row."""
+    query = _select_applies().where(applies.c.environment == environment).limit(limit)
+    return _applied_records(connection, query)
+
+
+def find_applies(connection: sa.Connection, apply_id_prefix: str, *, limit: int = 2) -> list[AppliedRecord]:
+    """Up to `limit` applies (of any environment) whose id starts with `apply_id_prefix` (or is
+    it), newest first."""
+    escaped = apply_id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    query = _select_applies().where(applies.c.apply_id.like(f"{escaped}%", escape="\\")).limit(limit)
+    return _applied_records(connection, query)
 
 
 _PROVENANCE_CHUNK = 500
