@@ -7,6 +7,7 @@ from flagops.cli import import_cmd as import_cmd
 from flagops.cli import kill as kill
 from flagops.cli import lint as lint
 from flagops.cli import promote as promote
+from flagops.cli import rollback as rollback
 from flagops.cli import schema as schema
 from flagops.cli.app import cli, main
 

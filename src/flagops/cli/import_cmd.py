@@ -21,7 +21,8 @@ def _header(environment: str) -> Any:
     return header
 
 
-def _line(a: Assignment) -> str:
+def assignment_line(a: Assignment) -> str:
+    """One value written into a file, as import and rollback print it: `+`, `-` or `~`, address, values."""
     from flagops.render.common import value
 
     if a.before is None:
@@ -102,7 +103,7 @@ def import_(environment: str, dry_run: bool) -> None:
         out(f"{path}{created}:")
         for a in adoption.assignments:
             if a.path == path:
-                out(_line(a))
+                out(assignment_line(a))
     for address in _remaining(edited, environment, actual, adoption):
         err(f"warning: {address} still differs from the database after the import")
     shared = sorted(p for p in edits if not p.startswith("environments/"))
