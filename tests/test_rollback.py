@@ -196,6 +196,21 @@ def test_rollback_writes_only_the_changed_lines_and_says_what_it_wrote(
     )
 
 
+def test_rollback_says_a_restored_definition_reaches_the_other_environments(
+    sqlite_url: str, make_repo: Any
+) -> None:
+    repo, _ = _three_applies(make_repo, sqlite_url)
+    repo.write("environments/staging.yaml", "database:\n  url: sqlite:///staging.db\n")
+
+    result = repo.flags("rollback", "--env", "test", "--to", _apply_ids(repo)[-1], "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-2] == (
+        "Note: the restored definitions (old_reports) are shared by every environment; plans for"
+        " staging will show them too."
+    )
+
+
 def test_rollback_dry_run_shows_the_edits_and_writes_nothing(sqlite_url: str, make_repo: Any) -> None:
     repo, _ = _three_applies(make_repo, sqlite_url)
     files = _files(repo)

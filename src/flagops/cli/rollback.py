@@ -89,6 +89,9 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
         snapshot = read.snapshot_of(conn, record.apply_id)
         actual = read.read_state(conn)
     result = rollback(config, environment, snapshot, actual)
+    edits = result.edits()
+    files = edited_files(ctx.sources, edits, new_file_header=_header(environment, record.apply_id))
+    validated(ctx.sources, files)
     env = config.environment(environment)
     commit = f", commit {short_commit(record.git_commit)}" if record.git_commit else ""
     out(
@@ -103,16 +106,13 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
         )
     for warning in result.warnings:
         err(f"warning: {warning}")
-    edits = result.edits()
-    files = edited_files(ctx.sources, edits, new_file_header=_header(environment, record.apply_id))
-    validated(ctx.sources, files)
     for path in edits:
         created = "" if path in ctx.sources else " (new file)"
         out(f"{path}{created}:")
         for a in result.assignments:
             if a.path == path:
                 out(assignment_line(a))
-    _report(result, environment, env.path, sorted(n for n in config.environments if n != environment))
+    _report(result, env.path, sorted(n for n in config.environments if n != environment))
     count = len(result.assignments)
     if not count:
         out(
@@ -132,7 +132,7 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
     )
 
 
-def _report(result: Rollback, environment: str, env_path: str, others: list[str]) -> None:
+def _report(result: Rollback, env_path: str, others: list[str]) -> None:
     """What the rollback keeps as it is now, and what its edits mean for other environments."""
     from flagops.render.common import value
 
