@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from typing import Any
 
@@ -18,7 +19,7 @@ from flagops.render.history import (
     short_plan,
     timestamp,
 )
-from support import DEFAULT_FLAGS, execute, initialised, ok, sql
+from support import DEFAULT_FLAGS, execute, initialised, ok
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ORG_B = "0b7f3a1c-9e44-4c55-8a0b-6f1d2c1e2b7f"
@@ -379,11 +380,13 @@ def test_history_applies_lists_every_apply_newest_first_including_those_that_cha
     db_url: str, make_repo: Any
 ) -> None:
     repo = initialised(make_repo(db_url, env_body=ENV))
-    ok(repo, "apply", "--env", "test", "--auto-approve", env={"GITHUB_SHA": SHA})
+    plan_file = repo.path / "plan.json"
+    ok(repo, "plan", "--env", "test", "--out", str(plan_file), env={"GITHUB_SHA": SHA})
+    ok(repo, "apply", "--env", "test", str(plan_file), env={"GITHUB_SHA": SHA})
+    plan_sha = hashlib.sha256(plan_file.read_bytes()).hexdigest()
     ok(repo, "kill", "sms_campaigns", "--env", "test", "--reason", "sends twice")
     ok(repo, "import", "--env", "test")  # accept the kill: killed: true in the YAML
     ok(repo, "apply", "--env", "test", "--auto-approve")  # changes no row, records the new baseline
-    sql(db_url, f"UPDATE feature_flag_applies SET plan_sha256 = '{PLAN_SHA}' WHERE git_commit = '{SHA}'")
 
     lines = _history(repo, "--applies").stdout.splitlines()
 
@@ -392,7 +395,7 @@ def test_history_applies_lists_every_apply_newest_first_including_those_that_cha
     rows = [[c.strip() for c in row if c.strip()] for row in cells]
     assert [row[2:] for row in rows] == [
         ["tester", "-", "no rows changed", "-"],
-        ["tester", "0123456", "3 added, 0 changed, 0 destroyed", "3f2a9c1b\u2026"],
+        ["tester", "0123456", "3 added, 0 changed, 0 destroyed", f"{plan_sha[:8]}\u2026"],
     ]
     assert lines[3:] == [
         "",
@@ -403,7 +406,7 @@ def test_history_applies_lists_every_apply_newest_first_including_those_that_cha
     assert [row[0] for row in rows] == [a["apply_id"] for a in listed]
     assert [(a["added"], a["changed"], a["destroyed"], a["plan_sha256"]) for a in listed] == [
         (0, 0, 0, None),
-        (3, 0, 0, PLAN_SHA),
+        (3, 0, 0, plan_sha),
     ]
     assert (
         len(json.loads(_history(repo, "--applies", "--limit", "1", "--format", "json").stdout)["applies"])
@@ -413,9 +416,9 @@ def test_history_applies_lists_every_apply_newest_first_including_those_that_cha
     entries = _history(repo).stdout.splitlines()
     applied = [line for line in entries if " apply " in line]
     assert applied
-    assert all(line.rstrip().endswith("plan 3f2a9c1b\u2026") for line in applied)
+    assert all(line.rstrip().endswith(f"plan {plan_sha[:8]}\u2026") for line in applied)
     by_json = json.loads(_history(repo, "--format", "json").stdout)["entries"]
-    assert {e["plan_sha256"] for e in by_json if e["source"] == "apply"} == {PLAN_SHA}
+    assert {e["plan_sha256"] for e in by_json if e["source"] == "apply"} == {plan_sha}
 
 
 def test_history_applies_takes_no_flag_or_org_filter(sqlite_url: str, make_repo: Any) -> None:
