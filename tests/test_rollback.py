@@ -13,7 +13,19 @@ from flagops.db.tables import applies, audit_log, feature_flags, org_feature_fla
 from flagops.load import load_config
 from flagops.rollback import SharedDifference, rollback, with_kills_kept
 from flagops.state import FlagRow, State
-from support import HEADER, everything, initialised, ok, rows, sql
+from support import (
+    HEADER,
+    Repo,
+    as_user,
+    database_name,
+    everything,
+    execute,
+    initialised,
+    login_role,
+    ok,
+    rows,
+    sql,
+)
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 BETA = "0b5e8d2a-3c4f-4e6a-9b1d-7a2c5e8f1d3b"
@@ -337,6 +349,23 @@ def test_an_apply_of_another_environment_is_refused(pg_url: str, make_repo: Any)
         " (flags history --env test --applies lists them)\n"
     )
     assert _files(repo) == files
+
+
+def test_the_plan_only_role_can_roll_back(pg_url: str, make_repo: Any) -> None:
+    repo, _ = _three_applies(make_repo, pg_url)
+    first = _apply_ids(repo)[-1]
+    with login_role(granted_in=pg_url, prefix="flagops_plan") as role:
+        execute(
+            pg_url,
+            f'GRANT CONNECT ON DATABASE "{database_name(pg_url)}" TO {role}',
+            f"GRANT USAGE ON SCHEMA public TO {role}",
+            "GRANT SELECT ON feature_flags, org_feature_flags, feature_flag_audit_log,"
+            f" feature_flag_applies, flagops_schema_version TO {role}",
+        )
+        reader = Repo(repo.path, {**repo.env, "FLAGS_TEST_URL": as_user(pg_url, role)})
+        result = reader.flags("rollback", "--env", "test", "--to", first)
+    assert (result.exit_code, result.stderr) == (0, ""), result.output
+    assert "rollout_percentage: 10}" in _read(repo, "environments/test.yaml")
 
 
 def test_an_ambiguous_apply_id_prefix_is_refused(sqlite_url: str, make_repo: Any) -> None:
