@@ -21,10 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flagops.adopt import GLOBAL_FIELDS, Adoption, Assignment, adopt
+from flagops.adopt import Adoption, Assignment, adopt
 from flagops.load import Config
-from flagops.state import State, desired_state, plain
+from flagops.model import ENVIRONMENT_FIELDS
+from flagops.state import FLAG_FIELDS, State, desired_state, plain
 from flagops.yamledit import Edit
+
+SHARED_FIELDS = tuple(f for f in FLAG_FIELDS if f not in ENVIRONMENT_FIELDS)
+"""The fields of a flag that only its definition in flags/ holds, for every environment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +99,7 @@ def rollback(config: Config, environment: str, snapshot: State, actual: State) -
         )
         for key, row in sorted(target.flags.items())
         if key in config.flags
-        for name in GLOBAL_FIELDS
+        for name in SHARED_FIELDS
         if getattr(config.flags[key], name) != getattr(row, name)
     )
     return Rollback(
