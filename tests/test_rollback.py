@@ -169,6 +169,8 @@ def test_rollback_writes_only_the_changed_lines_and_says_what_it_wrote(
         "flags/imported.yaml (new file):",
         '  + old_reports: {"name": "Old Reports", "description": "The reports before the redesign",'
         ' "owner": "analytics", "enabled": true, "rollout_percentage": 100}',
+        "Note: the restored definitions (old_reports) are shared by every environment; the other"
+        " environments' plans will show them too.",
         "Wrote 6 value(s) into 2 file(s). Review them (git diff), then flags plan --env test shows the"
         " way back and flags apply --env test takes it.",
     ]
@@ -205,21 +207,6 @@ def test_rollback_writes_only_the_changed_lines_and_says_what_it_wrote(
     assert again.stdout.splitlines()[1] == (
         f"Nothing to write: the configuration of environment test already describes the state apply"
         f" {first} left. flags plan --env test shows what the database still needs."
-    )
-
-
-def test_rollback_says_a_restored_definition_reaches_the_other_environments(
-    sqlite_url: str, make_repo: Any
-) -> None:
-    repo, _ = _three_applies(make_repo, sqlite_url)
-    repo.write("environments/staging.yaml", "database:\n  url: sqlite:///staging.db\n")
-
-    result = repo.flags("rollback", "--env", "test", "--to", _apply_ids(repo)[-1], "--dry-run")
-
-    assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[-2] == (
-        "Note: the restored definitions (old_reports) are shared by every environment; plans for"
-        " staging will show them too."
     )
 
 

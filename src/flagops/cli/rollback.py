@@ -112,7 +112,7 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
         for a in result.assignments:
             if a.path == path:
                 out(assignment_line(a))
-    _report(result, env.path, sorted(n for n in config.environments if n != environment))
+    _report(result, env.path)
     count = len(result.assignments)
     if not count:
         out(
@@ -132,7 +132,7 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
     )
 
 
-def _report(result: Rollback, env_path: str, others: list[str]) -> None:
+def _report(result: Rollback, env_path: str) -> None:
     """What the rollback keeps as it is now, and what its edits mean for other environments."""
     from flagops.render.common import value
 
@@ -154,8 +154,8 @@ def _report(result: Rollback, env_path: str, others: list[str]) -> None:
         )
         for d in result.shared:
             out(f"  {d.address}: {value(d.now)} now, {value(d.then)} then ({d.path})")
-    if result.restored and others:
+    if result.restored:
         out(
             f"Note: the restored definitions ({', '.join(result.restored)}) are shared by every"
-            f" environment; plans for {', '.join(others)} will show them too."
+            " environment; the other environments' plans will show them too."
         )
