@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from flagops.adopt import SharedDifference
 from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
 from flagops.load import load_config
-from flagops.rollback import SharedDifference, rollback, with_kills_kept
+from flagops.rollback import rollback, with_kills_kept
 from flagops.state import FlagRow, State
 from support import (
     HEADER,
@@ -160,18 +161,20 @@ def test_rollback_writes_only_the_changed_lines_and_says_what_it_wrote(
     assert lines[0].startswith(f"Rollback of environment test to apply {first} (")
     assert lines[0].endswith(" by tester).")
     assert lines[1:] == [
+        "flags/imported.yaml (new file):",
+        '  + old_reports: {"name": "Old Reports", "description": "The reports before the redesign",'
+        ' "owner": "analytics"}',
         "environments/test.yaml:",
         "  ~ lead_scoring.enabled: true -> false",
         "  ~ lead_scoring.rollout_percentage: 40 -> 10",
+        "  + old_reports.enabled: true",
+        "  + old_reports.rollout_percentage: 100",
         f"  + orgs.{BETA}.lead_scoring: false",
         f"  ~ orgs.{ACME}.sms_campaigns: false -> true",
         f"  - orgs.{GAMMA}.sms_campaigns (was true)",
-        "flags/imported.yaml (new file):",
-        '  + old_reports: {"name": "Old Reports", "description": "The reports before the redesign",'
-        ' "owner": "analytics", "enabled": true, "rollout_percentage": 100}',
-        "Note: the restored definitions (old_reports) are shared by every environment; the other"
-        " environments' plans will show them too.",
-        "Wrote 6 value(s) into 2 file(s). Review them (git diff), then flags plan --env test shows the"
+        "Note: the restored definitions (old_reports) are shared by every environment: the other"
+        " environments' plans will include them too, off until their environment files set them.",
+        "Wrote 8 value(s) into 2 file(s). Review them (git diff), then flags plan --env test shows the"
         " way back and flags apply --env test takes it.",
     ]
     env_after = _read(repo, "environments/test.yaml")
@@ -180,6 +183,7 @@ def test_rollback_writes_only_the_changed_lines_and_says_what_it_wrote(
         # Test environment.
         flags:
           lead_scoring: {{rollout_percentage: 10}}                  # ramping up
+          old_reports: {{enabled: true, rollout_percentage: 100}}
         orgs:
           {ACME}:   # Acme
             sms_campaigns: true
@@ -199,8 +203,6 @@ def test_rollback_writes_only_the_changed_lines_and_says_what_it_wrote(
         "    name: Old Reports\n"
         "    description: The reports before the redesign\n"
         "    owner: analytics\n"
-        "    enabled: true\n"
-        "    rollout_percentage: 100\n"
     )
     again = repo.flags("rollback", "--env", "test", "--to", first)
     assert again.exit_code == 0
@@ -219,7 +221,7 @@ def test_rollback_dry_run_shows_the_edits_and_writes_nothing(sqlite_url: str, ma
 
     assert result.exit_code == 0, result.output
     assert "  ~ lead_scoring.rollout_percentage: 40 -> 10\n" in result.stdout
-    assert result.stdout.endswith("Would write 6 value(s) into 2 file(s) (dry run: nothing was written).\n")
+    assert result.stdout.endswith("Would write 8 value(s) into 2 file(s) (dry run: nothing was written).\n")
     assert _files(repo) == files
     assert not (repo.path / "flags/imported.yaml").exists()
     assert everything(sqlite_url) == database
@@ -413,18 +415,14 @@ def test_rollback_sorts_what_it_writes_from_what_it_keeps() -> None:
     result = rollback(config, "test", snapshot, snapshot)
 
     assert [(a.path, a.address, a.before, a.after) for a in result.assignments] == [
-        (
-            "flags/imported.yaml",
-            "gone",
-            None,
-            {"name": "Gone", "owner": "growth", "enabled": True, "rollout_percentage": 0},
-        ),
+        ("flags/imported.yaml", "gone", None, {"name": "Gone", "owner": "growth"}),
+        ("environments/test.yaml", "gone.enabled", None, True),
         ("environments/test.yaml", "lead_scoring.rollout_percentage", 30, 50),
         ("environments/test.yaml", f"orgs.{ACME}.sms_campaigns", None, True),
     ]
     assert result.restored == ("gone",)
     assert result.added_since == ("fresh",)
-    assert result.shared == (SharedDifference("flags/main.yaml", "lead_scoring.owner", "growth", "sales"),)
+    assert result.shared == (SharedDifference("flags/main.yaml", "lead_scoring", "owner", "growth", "sales"),)
     assert result.kept_kills == ()
     assert set(result.edits()) == {"flags/imported.yaml", "environments/test.yaml"}
 
@@ -450,7 +448,7 @@ def test_rollback_never_writes_a_shared_field_of_a_defined_flag() -> None:
     result = rollback(config, "test", snapshot, snapshot)
 
     assert result.assignments == ()
-    assert [(d.address, d.now, d.then) for d in result.shared] == [
+    assert [(d.address, d.in_config, d.in_database) for d in result.shared] == [
         ("lead_scoring.name", "Lead Scoring", "Scoring"),
         ("lead_scoring.description", "", "old"),
         ("lead_scoring.owner", "growth", None),

@@ -2,13 +2,14 @@
 apply left (`flags rollback`), so that the way back is planned, reviewed and applied like any change.
 
 The state comes from the apply's snapshot (see `state.decode_snapshot`). The edits are those of an
-import of that state (`adopt.adopt`), limited to what one environment may change:
+import of that state (`adopt.adopt`), which writes only what one environment may change:
 - per-environment values (`enabled`, `rollout_percentage`, `killed`) and org overrides are written
   to the environment file;
-- a flag that existed then but is no longer defined gets its definition back (flags/imported.yaml,
-  like `flags import`): it has to be defined somewhere to exist in this environment again;
-- global fields (`name`, `description`, `owner`, `expires`, `protected`) of flags still defined are
-  shared by every environment: where they differ from the snapshot they are listed, not written;
+- a flag that existed then but is no longer defined gets its definition back in flags/imported.yaml
+  (its shared fields; its values go to the environment file): it has to be defined somewhere to
+  exist in this environment again;
+- shared fields (`name`, `description`, `owner`, `expires`, `protected`) of flags still defined
+  belong to every environment: where they differ from the snapshot they are listed, not written;
 - a flag defined now that did not exist then is kept, with its values and overrides: deleting its
   definition would delete it everywhere, so it is listed instead.
 
@@ -19,26 +20,11 @@ database) stays killed even when it was not killed then, and is listed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from flagops.adopt import Adoption, Assignment, adopt
+from flagops.adopt import IMPORTED_FLAGS_FILE, Adoption, Assignment, SharedDifference, adopt
 from flagops.load import Config
-from flagops.model import ENVIRONMENT_FIELDS
-from flagops.state import FLAG_FIELDS, State, desired_state, plain
+from flagops.state import State, desired_state
 from flagops.yamledit import Edit
-
-SHARED_FIELDS = tuple(f for f in FLAG_FIELDS if f not in ENVIRONMENT_FIELDS)
-"""The fields of a flag that only its definition in flags/ holds, for every environment."""
-
-
-@dataclass(frozen=True, slots=True)
-class SharedDifference:
-    """A global field whose value in flags/ differs from the snapshot's; not rolled back."""
-
-    path: str
-    address: str
-    now: Any
-    then: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +39,7 @@ class Rollback:
     kept_kills: tuple[str, ...] = ()
     """Flags killed now that were not killed then: kept killed."""
     shared: tuple[SharedDifference, ...] = ()
+    """Shared fields whose value in flags/ (`in_config`) differs from the snapshot's (`in_database`)."""
     warnings: tuple[str, ...] = ()
 
     def edits(self) -> dict[str, list[Edit]]:
@@ -79,34 +66,18 @@ def with_kills_kept(target: State, desired: State, actual: State) -> tuple[State
 def rollback(config: Config, environment: str, snapshot: State, actual: State) -> Rollback:
     """The edits that make `environment`'s configuration describe `snapshot`, the state an earlier
     apply left, within the limits of the module doc; `actual` is the database's state now."""
-    env = config.environment(environment)
-    desired = desired_state(config, environment)
-    target, kept_kills = with_kills_kept(snapshot, desired, actual)
+    target, kept_kills = with_kills_kept(snapshot, desired_state(config, environment), actual)
     adoption = adopt(config, environment, target)
-    missing = target.flags.keys() - config.flags.keys()
-    assignments = tuple(
-        a
+    restored = tuple(
+        a.address
         for a in adoption.assignments
-        if a.path == env.path or (a.address in missing and a.edit.path == ("flags", a.address))
-    )
-    restored = tuple(a.address for a in assignments if a.path != env.path)
-    shared = tuple(
-        SharedDifference(
-            config.flag_paths[key],
-            f"{key}.{name}",
-            plain(name, getattr(config.flags[key], name)),
-            plain(name, getattr(row, name)),
-        )
-        for key, row in sorted(target.flags.items())
-        if key in config.flags
-        for name in SHARED_FIELDS
-        if getattr(config.flags[key], name) != getattr(row, name)
+        if a.path == IMPORTED_FLAGS_FILE and a.edit.path == ("flags", a.address)
     )
     return Rollback(
-        assignments,
+        adoption.assignments,
         restored=restored,
         added_since=adoption.only_in_config,
         kept_kills=kept_kills,
-        shared=shared,
+        shared=adoption.differences,
         warnings=adoption.warnings,
     )

@@ -69,9 +69,9 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
     """Write the state an earlier apply left into the YAML of an environment.
 
     Per-environment values and org overrides go to environments/<env>.yaml; a flag that existed
-    then but is no longer defined gets its definition back in flags/imported.yaml. Comments and
-    formatting are kept. Nothing reaches the database: review the edits, then flags plan shows the
-    way back and flags apply takes it, like any change.
+    then but is no longer defined gets its definition (its shared fields) back in
+    flags/imported.yaml. Comments and formatting are kept. Nothing reaches the database: review
+    the edits, then flags plan shows the way back and flags apply takes it, like any change.
     """
     from flagops.cli.import_cmd import assignment_line
     from flagops.cli.rewrite import edited_files, validated, write_files
@@ -153,9 +153,10 @@ def _report(result: Rollback, env_path: str) -> None:
             " them everywhere):"
         )
         for d in result.shared:
-            out(f"  {d.address}: {value(d.now)} now, {value(d.then)} then ({d.path})")
+            out(f"  {d.address}: {value(d.in_config)} now, {value(d.in_database)} then ({d.path})")
     if result.restored:
         out(
             f"Note: the restored definitions ({', '.join(result.restored)}) are shared by every"
-            " environment; the other environments' plans will show them too."
+            " environment: the other environments' plans will include them too, off until their"
+            " environment files set them."
         )
