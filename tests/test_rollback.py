@@ -271,7 +271,8 @@ def test_rollback_keeps_a_kill_and_a_flag_added_since_and_lists_shared_fields(
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines() == [
         "warning: flag sms_campaigns is killed now and was not then; the rollback keeps it killed (a kill"
-        " is undone only on purpose: set killed: false for it in environments/test.yaml)",
+        " is undone only on purpose: set killed: false for it in environments/test.yaml, then apply it or"
+        " run flags unkill sms_campaigns --env test --reason TEXT)",
         "warning: flag new_inbox did not exist then; flags/ is shared by every environment, so the"
         " rollback keeps it, with its values and overrides: set killed: true for it in"
         " environments/test.yaml to switch it off here, or delete its definition to delete it everywhere",

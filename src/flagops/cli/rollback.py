@@ -112,7 +112,7 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
         for a in result.assignments:
             if a.path == path:
                 out(assignment_line(a))
-    _report(result, env.path)
+    _report(result, environment, env.path)
     count = len(result.assignments)
     if not count:
         out(
@@ -132,14 +132,15 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
     )
 
 
-def _report(result: Rollback, env_path: str) -> None:
+def _report(result: Rollback, environment: str, env_path: str) -> None:
     """What the rollback keeps as it is now, and what its edits mean for other environments."""
     from flagops.render.common import value
 
     for key in result.kept_kills:
         err(
             f"warning: flag {key} is killed now and was not then; the rollback keeps it killed"
-            f" (a kill is undone only on purpose: set killed: false for it in {env_path})"
+            f" (a kill is undone only on purpose: set killed: false for it in {env_path}, then apply"
+            f" it or run flags unkill {key} --env {environment} --reason TEXT)"
         )
     for key in result.added_since:
         err(
