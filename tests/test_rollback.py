@@ -212,6 +212,22 @@ def test_rollback_writes_only_the_changed_lines_and_says_what_it_wrote(
     )
 
 
+def test_a_broken_file_of_another_environment_does_not_block_a_rollback(
+    sqlite_url: str, make_repo: Any
+) -> None:
+    repo, _ = _three_applies(make_repo, sqlite_url)
+    repo.write("environments/test.yaml", _read(repo, "environments/test.yaml") + "promote_from: staging\n")
+    repo.write("environments/staging.yaml", "database:\n  url: sqlite:///staging.db\nflags:\n  enabled: no\n")
+    broken = _read(repo, "environments/staging.yaml")
+    assert repo.flags("validate").exit_code == 1
+
+    result = repo.flags("rollback", "--env", "test", "--to", _apply_ids(repo)[-1])
+
+    assert (result.exit_code, result.stderr) == (0, ""), result.output
+    assert "rollout_percentage: 10}" in _read(repo, "environments/test.yaml")
+    assert _read(repo, "environments/staging.yaml") == broken
+
+
 def test_rollback_dry_run_shows_the_edits_and_writes_nothing(sqlite_url: str, make_repo: Any) -> None:
     repo, _ = _three_applies(make_repo, sqlite_url)
     files = _files(repo)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from flagops.errors import ConfigError, UsageError
-from flagops.load import ENVIRONMENTS_DIR, Config, load_config
+from flagops.load import ENVIRONMENTS_DIR, Config, load_config, load_environment
 from flagops.yamledit import Edit, apply_edits, flow_style_default
 
 BOM = b"\xef\xbb\xbf"
@@ -48,10 +48,17 @@ def edited_files(
     return result
 
 
-def validated(sources: Mapping[str, bytes], files: Mapping[str, bytes]) -> Config:
-    """The configuration `sources` make once `files` are written; UsageError when it would be invalid."""
+def validated(
+    sources: Mapping[str, bytes], files: Mapping[str, bytes], *, environment: str | None = None
+) -> Config:
+    """The configuration `sources` make once `files` are written; UsageError when it would be invalid.
+
+    With `environment`, `sources` are flags/ and that environment's file only (`load_environment`),
+    and so is what is validated.
+    """
     try:
-        return load_config({**sources, **files})
+        edited = {**sources, **files}
+        return load_config(edited) if environment is None else load_environment(edited, environment)
     except ConfigError as exc:
         first = exc.problems[0]
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""

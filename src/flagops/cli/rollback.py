@@ -82,7 +82,7 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
 
     apply_id = _apply_id(apply_ref)
     ctx = context()
-    config = ctx.load()
+    config = ctx.load_environment(environment)
     database = ctx.connect(config, environment, "rollback")
     with reading(database, f"reading environment {environment}") as conn:
         record = _chosen(read.find_applies(conn, apply_id), apply_id, environment)
@@ -91,7 +91,7 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
     result = rollback(config, environment, snapshot, actual)
     edits = result.edits()
     files = edited_files(ctx.sources, edits, new_file_header=_header(environment, record.apply_id))
-    validated(ctx.sources, files)
+    validated(ctx.sources, files, environment=environment)
     env = config.environment(environment)
     commit = f", commit {short_commit(record.git_commit)}" if record.git_commit else ""
     out(
