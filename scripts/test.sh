@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the test dependencies into .venv, make sure PostgreSQL is reachable, then lint,
-# type-check, check the workflows and run the whole test suite. Extra arguments go to pytest.
+# type-check, check the workflows, run the emergency drill (scripts/drill.sh, docs/runbook.md) and the
+# whole test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -18,6 +19,12 @@ echo "== mypy (strict, src/)"
 echo "== workflows"
 scripts/lint-workflows.sh
 # -- end of the workflow block --
+
+echo "== emergency drill (docs/runbook.md)"
+drill_log=$(mktemp)
+scripts/drill.sh > "$drill_log" 2>&1 || { cat "$drill_log"; echo "the emergency drill failed" >&2; exit 1; }
+tail -n 2 "$drill_log"
+rm -f "$drill_log"
 
 echo "== pytest"
 status=0
