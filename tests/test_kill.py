@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import flagops.db.kill
 from flagops.db.kill import hold_flag_rows
 from flagops.db.tables import audit_log, feature_flags
-from support import assert_stale, connected, engine, everything, finish, init_and_apply, rows, spawn
+from support import Repo, assert_stale, connected, engine, everything, finish, init_and_apply, rows, spawn
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 ENV = f"orgs:\n  {ORG_A}:\n    sms_campaigns: true\n"
@@ -68,28 +68,31 @@ def test_kill_switches_the_flag_off_and_writes_one_kill_audit_row(db_url: str, m
     }
 
 
-def test_a_kill_is_drift_that_apply_does_not_undo_without_overwrite_drift(
-    db_url: str, make_repo: Any
-) -> None:
-    repo = _applied(make_repo, db_url)
-    assert _kill(repo).exit_code == 0
+def _assert_blocked_drift(repo: Repo, db_url: str, *, last_applied: bool, actual: bool) -> None:
+    """The next plan shows lead_scoring's `killed` as drift made by a kill (last_applied -> actual),
+    blocked: an apply without --overwrite-drift exits 5 and writes nothing."""
     plan = repo.flags("plan", "--env", "test", "--format", "json")
     assert plan.exit_code == 5
     parsed = json.loads(plan.stdout)
     [drift] = parsed["drift"]
     assert (drift["address"], drift["changed_by"], drift["source"]) == ("flag.lead_scoring", "tester", "kill")
-    assert (drift["last_applied"]["killed"], drift["actual"]["killed"]) == (False, True)
+    assert (drift["last_applied"]["killed"], drift["actual"]["killed"]) == (last_applied, actual)
     assert [b["address"] for b in parsed["blocked"]] == ["flag.lead_scoring"]
     text = repo.flags("plan", "--env", "test").stdout.splitlines()
-    assert (
-        f"  ! flag.lead_scoring  killed: false -> true  [changed by tester at {drift['changed_at']} (kill)]"
-        in text
-    )
-
+    change = f"killed: {str(last_applied).lower()} -> {str(actual).lower()}"
+    assert f"  ! flag.lead_scoring  {change}  [changed by tester at {drift['changed_at']} (kill)]" in text
     before = everything(db_url)
     refused = repo.flags("apply", "--env", "test", "--auto-approve")
     assert refused.exit_code == 5
     assert everything(db_url) == before
+
+
+def test_a_kill_is_drift_that_apply_does_not_undo_without_overwrite_drift(
+    db_url: str, make_repo: Any
+) -> None:
+    repo = _applied(make_repo, db_url)
+    assert _kill(repo).exit_code == 0
+    _assert_blocked_drift(repo, db_url, last_applied=False, actual=True)
     assert _killed(db_url, "lead_scoring")
 
     undone = repo.flags("apply", "--env", "test", "--auto-approve", "--overwrite-drift")
@@ -325,22 +328,7 @@ def test_unkill_of_a_kept_kill_is_drift_until_the_configuration_agrees(db_url: s
         " environments/test.yaml (or run flags import --env test)."
     )
     # exactly what a kill looks like, the other way round
-    plan = repo.flags("plan", "--env", "test", "--format", "json")
-    assert plan.exit_code == 5
-    parsed = json.loads(plan.stdout)
-    [drift] = parsed["drift"]
-    assert (drift["address"], drift["changed_by"], drift["source"]) == ("flag.lead_scoring", "tester", "kill")
-    assert (drift["last_applied"]["killed"], drift["actual"]["killed"]) == (True, False)
-    assert [b["address"] for b in parsed["blocked"]] == ["flag.lead_scoring"]
-    text = repo.flags("plan", "--env", "test").stdout.splitlines()
-    assert (
-        f"  ! flag.lead_scoring  killed: true -> false  [changed by tester at {drift['changed_at']} (kill)]"
-        in text
-    )
-    before = everything(db_url)
-    refused = repo.flags("apply", "--env", "test", "--auto-approve")
-    assert refused.exit_code == 5
-    assert everything(db_url) == before
+    _assert_blocked_drift(repo, db_url, last_applied=True, actual=False)
 
     # the configuration agreeing with the unkill: no change, and a kill again says it agrees
     repo.write("environments/test.yaml", HEADER_ONLY + ENV)
