@@ -1,4 +1,4 @@
-"""`flags init`: the schema of DESIGN.md section 3 on Postgres and SQLite, idempotent, required by plan."""
+"""`flags init`: the schema on Postgres and SQLite, idempotent, required by plan."""
 
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def _sort_key(text: str) -> tuple[str, int, int, str]:
 
 
 def test_there_is_a_case_for_every_rejection() -> None:
-    """The folders hold the cases DESIGN.md section 1 names; a renamed or lost folder fails here."""
+    """The folders hold the cases the loader must cover; a renamed or lost folder fails here."""
     wanted = {
         "yaml_syntax",
         "duplicate_keys",

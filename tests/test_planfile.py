@@ -32,7 +32,14 @@ def test_round_trip(make: Any) -> None:
 
 def test_round_trip_with_targets() -> None:
     plan = Plan(
-        "staging", "id", "2025-01-01T00:00:00+00:00", None, "sha256:c", "sha256:s", (), targets=("a", "b")
+        "staging",
+        "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44",
+        "2025-01-01T00:00:00+00:00",
+        None,
+        "sha256:c",
+        "sha256:s",
+        (),
+        targets=("a", "b"),
     )
     back = planfile.loads(planfile.dumps(plan), SOURCE)
     assert back == plan
@@ -67,6 +74,7 @@ _drift = st.builds(
     st.none() | st.text(max_size=10),
     st.none() | st.sampled_from(["out-of-band", "kill"]),
 )
+_keys = st.from_regex(r"[A-Za-z][A-Za-z0-9_.-]{0,8}", fullmatch=True)
 _plans = st.builds(
     Plan,
     environment=st.from_regex(r"[a-z][a-z0-9_-]{0,8}", fullmatch=True),
@@ -78,7 +86,10 @@ _plans = st.builds(
     changes=st.lists(_changes, max_size=5).map(tuple),
     drift=st.lists(_drift, max_size=3).map(tuple),
     blocked=st.lists(st.builds(Blocked, st.text(max_size=10), st.text(max_size=20)), max_size=3).map(tuple),
-    targets=st.none() | st.lists(st.text(max_size=5), max_size=3).map(tuple),
+    targets=st.none()
+    | st.lists(
+        st.from_regex(r"[A-Za-z][A-Za-z0-9_.-]{0,8}", fullmatch=True), min_size=1, max_size=3, unique=True
+    ).map(tuple),
     adopted=st.integers(0, 1000),
 )
 
@@ -177,7 +188,20 @@ def _with(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
         (_with(("drift", 0), []), "drift[0]: expected an object"),
         (_with(("drift", 0, "changed_by"), {"name": "x"}), "drift[0].changed_by: expected a string or null"),
         (_with(("blocked", 0), "x"), "blocked[0]: expected an object"),
-        (_with(("targets",), "lead_scoring"), "targets: expected a list of flag keys or null"),
+        (_with(("targets",), "lead_scoring"), "targets: expected null or a non-empty list of flag keys"),
+        (_with(("targets",), []), "targets: expected null or a non-empty list of flag keys"),
+        (_with(("targets",), ["a\nb"]), "targets: expected null or a non-empty list of flag keys"),
+        (_with(("targets",), ["a", "a"]), "targets: a flag key is listed twice"),
+        (_with(("plan_id",), "a\nb"), "plan_id: expected a lowercase hyphenated UUID"),
+        (_with(("created_at",), "x" * 10_000), "created_at: expected an ISO 8601 time"),
+        (
+            _with(("environment",), "staging\nprod"),
+            "environment: expected an environment name matching ^[a-z][a-z0-9_-]*$",
+        ),
+        (
+            _with(("changes", 0, "address"), "flag.something_else"),
+            "changes[0].address: not the address its subject, flag_key and org_id name",
+        ),
         (_with(("adopted_drift",), "many"), "adopted_drift: expected a count"),
         (_with(("adopted_drift",), -1), "adopted_drift: expected a count"),
         (_with(("environment",), None), "environment: expected a string"),
@@ -190,12 +214,12 @@ def test_wrong_shapes(data: dict[str, Any], detail: str) -> None:
 
 
 def test_the_example_of_the_design_contract_reads() -> None:
-    """The JSON shown in DESIGN.md section 5 (with the keys it elides filled in) is a plan."""
+    """The example plan of the README's plan format (with the keys it elides filled in) is a plan."""
     text = json.dumps(
         {
             "format_version": "1.0",
             "environment": "production",
-            "plan_id": "p",
+            "plan_id": "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44",
             "created_at": "2025-01-01T00:00:00+00:00",
             "git_commit": "abc",
             "config_hash": "sha256:1",

@@ -254,3 +254,36 @@ def test_the_apply_row_records_the_sha256_of_the_plan_file(prod: tuple[Repo, str
     assert attended["plan_sha256"] is None  # the fixture's first apply planned for itself
     assert executed["plan_sha256"] == hashlib.sha256(saved.read_bytes()).hexdigest()
     assert executed["plan_id"] == json.loads(saved.read_text())["plan_id"]
+
+
+def test_hand_edited_identity_fields_are_refused_before_they_reach_a_message_or_a_row(
+    prod: tuple[Repo, str, Path],
+) -> None:
+    """plan_id, created_at, environment, targets and addresses are checked for the form flags plan
+    writes: nothing of a hand-made value is stored in the applies table or printed at length."""
+    repo, url, saved = prod
+    edits: dict[str, Callable[[dict[str, Any]], None]] = {
+        "plan_id: expected a lowercase hyphenated UUID": lambda d: d.update(plan_id="a\nb" + "x" * 99_999),
+        "created_at: expected an ISO 8601 time": lambda d: d.update(created_at="y" * 1_000_000),
+        "environment: expected an environment name": lambda d: d.update(environment="test\nprod"),
+        "targets: a flag key is listed twice": lambda d: d.update(targets=["lead_scoring", "lead_scoring"]),
+        "changes[0].address: not the address": lambda d: d["changes"][0].update(address="flag." + "z" * 9),
+    }
+    before = everything(url)
+    for reason, edit in edits.items():
+        result = repo.flags("apply", "--env", "test", str(_forge(saved, edit)))
+        assert (result.exit_code, result.stdout) == (1, ""), (reason, result.output[:300])
+        assert reason in result.stderr and result.stderr.count("\n") == 1, result.stderr[:300]
+        assert len(result.stderr) < 500
+    assert everything(url) == before
+
+
+def test_a_huge_forged_key_is_named_briefly(prod: tuple[Repo, str, Path]) -> None:
+    repo, url, saved = prod
+    key = "k" * 1_000_000
+
+    def edit(data: dict[str, Any]) -> None:
+        data["changes"].append(_change(f"flag.{key}", "update", {"killed": False}, {"killed": True}))
+
+    message = _refused(repo, url, _forge(saved, edit), "…: in the saved plan, not planned now")
+    assert len(message) < 1_000

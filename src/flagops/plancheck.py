@@ -19,8 +19,13 @@ def _exact(change: Change) -> str:
 
 
 def one_line(text: str) -> str:
-    """Text from a (hand-edited) plan file as it can go into a one-line message: line breaks escaped."""
-    return text.encode("unicode_escape").decode()
+    """Text from a (hand-edited) plan file as it can go into a one-line message: line breaks and
+    other control characters escaped, and cut to a length a message can hold."""
+    shown = text.encode("unicode_escape").decode()
+    return shown if len(shown) <= _SHOWN else shown[: _SHOWN - 1] + "…"
+
+
+_SHOWN = 200
 
 
 def differences(saved: Plan, derived: Plan) -> list[str]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from flagops.errors import UsageError
+from flagops.keys import is_flag_key
+from flagops.model import ENV_NAME_PATTERN
 from flagops.plan import (
     FORMAT_VERSION,
     Action,
@@ -18,10 +23,11 @@ from flagops.plan import (
     Subject,
     Unmanaged,
 )
+from flagops.plancheck import one_line
 
 
 def to_dict(plan: Plan) -> dict[str, Any]:
-    """The plan as the JSON contract of DESIGN.md section 5 (format_version 1.x)."""
+    """The plan as its versioned JSON form (format_version 1.x; README, "How plan and apply work")."""
     return {
         "format_version": plan.format_version,
         "environment": plan.environment,
@@ -156,11 +162,11 @@ def _enum(kind: type[Subject] | type[Action], value: Any, where: str) -> Any:
         return kind(value)
     except ValueError:
         allowed = ", ".join(member.value for member in kind)
-        raise _Shape(f"{where}: {value!r} is not one of {allowed}") from None
+        raise _Shape(f"{where}: {one_line(repr(value))} is not one of {allowed}") from None
 
 
 def _change(c: Any, where: str) -> Change:
-    return Change(
+    change = Change(
         _enum(Subject, _get(c, "subject", where), f"{where}.subject"),
         _enum(Action, _get(c, "action", where), f"{where}.action"),
         _text(_get(c, "flag_key", where), f"{where}.flag_key"),
@@ -168,6 +174,40 @@ def _change(c: Any, where: str) -> Change:
         _mapping(_get(c, "before", where), f"{where}.before"),
         _mapping(_get(c, "after", where), f"{where}.after"),
     )
+    if c.get("address", change.address) != change.address:
+        raise _Shape(f"{where}.address: not the address its subject, flag_key and org_id name")
+    return change
+
+
+def _identity(data: dict[str, Any]) -> tuple[str, str, str]:
+    """The plan's environment, id and time, each in the form `flags plan` writes them: a hand-edited
+    value goes neither into a message nor into the applies table."""
+    environment = _text(_get(data, "environment", "plan"), "environment")
+    if re.fullmatch(ENV_NAME_PATTERN, environment) is None:
+        raise _Shape(f"environment: expected an environment name matching {ENV_NAME_PATTERN}")
+    plan_id = _text(_get(data, "plan_id", "plan"), "plan_id")
+    try:
+        if str(uuid.UUID(plan_id)) != plan_id:
+            raise ValueError(plan_id)
+    except ValueError:
+        raise _Shape("plan_id: expected a lowercase hyphenated UUID") from None
+    created_at = _text(_get(data, "created_at", "plan"), "created_at")
+    try:
+        dt.datetime.fromisoformat(created_at)
+    except ValueError:
+        raise _Shape("created_at: expected an ISO 8601 time") from None
+    return environment, plan_id, created_at
+
+
+def _targets(value: Any) -> tuple[str, ...] | None:
+    """The plan's --target keys: valid flag keys, each once (None: the whole environment)."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and value and all(isinstance(t, str) and is_flag_key(t) for t in value)):
+        raise _Shape("targets: expected null or a non-empty list of flag keys")
+    if len(set(value)) != len(value):
+        raise _Shape("targets: a flag key is listed twice")
+    return tuple(value)
 
 
 def _drift(d: Any, where: str) -> Drift:
@@ -197,18 +237,14 @@ def from_dict(data: Any, source: str) -> Plan:
             f" (this flagops reads {FORMAT_VERSION.split('.')[0]}.x)"
         )
     try:
-        targets = data.get("targets")
-        if targets is not None and not (
-            isinstance(targets, list) and all(isinstance(t, str) for t in targets)
-        ):
-            raise _Shape("targets: expected a list of flag keys or null")
+        environment, plan_id, created_at = _identity(data)
         adopted = data.get("adopted_drift", 0)
         if not isinstance(adopted, int) or isinstance(adopted, bool) or adopted < 0:
             raise _Shape("adopted_drift: expected a count")
         return Plan(
-            environment=_text(_get(data, "environment", "plan"), "environment"),
-            plan_id=_text(_get(data, "plan_id", "plan"), "plan_id"),
-            created_at=_text(_get(data, "created_at", "plan"), "created_at"),
+            environment=environment,
+            plan_id=plan_id,
+            created_at=created_at,
             git_commit=_text(data.get("git_commit"), "git_commit", optional=True),
             config_hash=_text(_get(data, "config_hash", "plan"), "config_hash"),
             state_hash=_text(_get(data, "state_hash", "plan"), "state_hash"),
@@ -221,7 +257,7 @@ def from_dict(data: Any, source: str) -> Plan:
                 )
                 for i, b in enumerate(_list(data, "blocked", "plan"))
             ),
-            targets=tuple(targets) if targets is not None else None,
+            targets=_targets(data.get("targets")),
             adopted=adopted,
             settings=_settings(data.get("settings")),
             unmanaged=_unmanaged(data.get("unmanaged")),

@@ -204,6 +204,7 @@ def test_a_crafted_plan_file_never_reaches_sql(
     saved, plan = _saved_plan(repo, tmp_path)
     [change] = [c for c in plan["changes"] if c["subject"] == "org_override"]
     change[field] = value
+    change["address"] = f"override.{change['org_id']}.{change['flag_key']}"  # forged consistently
     saved.write_text(json.dumps(plan))
     before = dump(pg_url)
     result = repo.flags("apply", "--env", "test", str(saved))
