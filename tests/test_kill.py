@@ -52,19 +52,28 @@ def test_kill_switches_the_flag_off_and_writes_one_kill_audit_row(db_url: str, m
     new = rows(db_url, audit_log)[len(before) :]
     assert len(new) == 1  # on Postgres: no out-of-band row from the triggers as well
     row = new[0]
-    assert {k: row[k] for k in row if k not in ("id", "changed_at")} == {
+    assert _without_id_and_time(row) == _switch_row(killed=True, reason="db on fire")
+
+
+def _without_id_and_time(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in row if k not in ("id", "changed_at")}
+
+
+def _switch_row(*, killed: bool, reason: str) -> dict[str, Any]:
+    """The audit row (less its id and time) of a kill (`killed`) or an unkill of lead_scoring by tester."""
+    return {
         "apply_id": None,
         "environment": "test",
         "subject": "flag",
         "flag_key": "lead_scoring",
         "org_id": None,
         "action": "update",
-        "old_value": {"killed": False},
-        "new_value": {"killed": True},
+        "old_value": {"killed": not killed},
+        "new_value": {"killed": killed},
         "actor": "tester",
         "source": "kill",
         "git_commit": None,
-        "reason": "db on fire",
+        "reason": reason,
     }
 
 
@@ -291,20 +300,7 @@ def test_unkill_undoes_a_kill_with_one_audit_row_and_no_drift_left(db_url: str, 
     ]
     assert not _killed(db_url, "lead_scoring")
     [row] = rows(db_url, audit_log)[len(before) :]  # on Postgres: no out-of-band row from the triggers
-    assert {k: row[k] for k in row if k not in ("id", "changed_at")} == {
-        "apply_id": None,
-        "environment": "test",
-        "subject": "flag",
-        "flag_key": "lead_scoring",
-        "org_id": None,
-        "action": "update",
-        "old_value": {"killed": True},
-        "new_value": {"killed": False},
-        "actor": "tester",
-        "source": "kill",
-        "git_commit": None,
-        "reason": "fire is out",
-    }
+    assert _without_id_and_time(row) == _switch_row(killed=False, reason="fire is out")
     assert repo.flags("plan", "--env", "test", "--detailed-exitcode").stdout == NO_CHANGES
     history = repo.flags("history", "--env", "test", "--flag", "lead_scoring", "--format", "json")
     entries = json.loads(history.stdout)["entries"]
