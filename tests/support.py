@@ -220,11 +220,11 @@ def database_name(url: str) -> str:
 
 
 @contextmanager
-def scratch_database() -> Iterator[str]:
-    """A new, empty database on the test server, dropped afterwards."""
+def scratch_database(options: str = "") -> Iterator[str]:
+    """A new, empty database on the test server (CREATE DATABASE `options`), dropped afterwards."""
     name = f"flagops_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}" {options}')
     try:
         yield f"{ADMIN_URL.rpartition('/')[0]}/{name}"
     finally:

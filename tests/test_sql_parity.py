@@ -261,3 +261,27 @@ def test_init_replaces_functions_left_by_the_product_flagops_replaces(pg_url: st
             (org, org, org),
         ).fetchone()
     assert row == (False, True, ["on"])
+
+
+def test_enabled_features_come_in_the_clients_order_under_a_linguistic_collation() -> None:
+    """Keys of mixed case, in a database whose collation is en-US (ICU): the SQL function lists them
+    in byte order, as FlagClient.enabled_flags does (migration 0007), not in dictionary order."""
+    from flagops.client import FlagClient
+
+    keys = ["alpha", "BetaReports", "beta-reports", "Zeta", "checkout.v2"]
+    org = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
+    icu = "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8' TEMPLATE template0"
+    with scratch_database(icu) as url:
+        init_schema(url)
+        with psycopg.connect(url) as conn:
+            for key in keys:
+                conn.execute(
+                    "INSERT INTO feature_flags (flag_key, name, enabled_globally) VALUES (%s, %s, true)",
+                    (key, key),
+                )
+            ordered = conn.execute("SELECT k FROM unnest(%s::text[]) k ORDER BY k", (keys,))
+            dictionary = [r[0] for r in ordered]
+            listed = [r[0] for r in conn.execute("SELECT get_org_enabled_features(%s)", (org,))]
+        assert dictionary != sorted(keys)  # the collation orders them otherwise: the case can fail
+        with FlagClient(url, listen=False) as client:
+            assert listed == client.enabled_flags(org) == sorted(keys)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flagops.errors import SchemaError
 
 VERSION_TABLE = "flagops_schema_version"
-HEAD = "0006"
+HEAD = "0007"
 """The newest migration; a test keeps it equal to Alembic's head."""
 
 
