@@ -287,3 +287,15 @@ def test_a_huge_forged_key_is_named_briefly(prod: tuple[Repo, str, Path]) -> Non
 
     message = _refused(repo, url, _forge(saved, edit), "…: in the saved plan, not planned now")
     assert len(message) < 1_000
+
+
+def test_a_password_in_a_forged_address_is_not_echoed(prod: tuple[Repo, str, Path]) -> None:
+    repo, url, saved = prod
+    key = "postgresql://flags:s3cretpw@db/flags"
+
+    def edit(data: dict[str, Any]) -> None:
+        data["changes"].append(_change(f"flag.{key}", "delete", {"enabled": True}, None))
+
+    masked = "flag.postgresql://flags:***@db/flags: in the saved plan, not planned now"
+    message = _refused(repo, url, _forge(saved, edit), masked)
+    assert "s3cretpw" not in message

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
+from flagops.credentials import scrub
 from flagops.plan import Change, Plan
 
 
@@ -19,9 +20,9 @@ def _exact(change: Change) -> str:
 
 
 def one_line(text: str) -> str:
-    """Text from a (hand-edited) plan file as it can go into a one-line message: line breaks and
-    other control characters escaped, and cut to a length a message can hold."""
-    shown = text.encode("unicode_escape").decode()
+    """Text from a (hand-edited) plan file as it can go into a one-line message: passwords masked,
+    line breaks and other control characters escaped, and cut to a length a message can hold."""
+    shown = scrub(text).encode("unicode_escape").decode()
     return shown if len(shown) <= _SHOWN else shown[: _SHOWN - 1] + "…"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from flagops.errors import UsageError
 from flagops.keys import is_flag_key
-from flagops.model import ENV_NAME_PATTERN
+from flagops.model import ENV_NAME_PATTERN, shown
 from flagops.plan import (
     FORMAT_VERSION,
     Action,
@@ -23,7 +23,6 @@ from flagops.plan import (
     Subject,
     Unmanaged,
 )
-from flagops.plancheck import one_line
 
 
 def to_dict(plan: Plan) -> dict[str, Any]:
@@ -162,7 +161,7 @@ def _enum(kind: type[Subject] | type[Action], value: Any, where: str) -> Any:
         return kind(value)
     except ValueError:
         allowed = ", ".join(member.value for member in kind)
-        raise _Shape(f"{where}: {one_line(repr(value))} is not one of {allowed}") from None
+        raise _Shape(f"{where}: {shown(value)} is not one of {allowed}") from None
 
 
 def _change(c: Any, where: str) -> Change:

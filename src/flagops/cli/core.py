@@ -165,8 +165,6 @@ def apply(
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"{plan_file}: cannot read the plan: {exc}") from None
         reviewed = loads(text, str(plan_file))
-        if reviewed.environment != environment:
-            raise UsageError(f"the plan is for environment {reviewed.environment}, not {environment}")
         # The plan file is a claim: the configuration in the working tree and the database decide
         # what is applied, and where (docs/trust-model.md).
         config = ctx.load()
