@@ -217,6 +217,7 @@ def test_plan_out_dash_writes_the_plan_to_stdout_and_the_rendering_to_stderr(
         "Wrote the plan to stdout; apply a saved copy with: flags apply --env test PLAN_FILE\n"
     )
     assert not (Path.cwd() / "-").exists() and not (repo.path / "-").exists()
+    assert planned.stdout.endswith("}\n") and not planned.stdout.endswith("\n\n")  # as --out FILE writes it
     saved = tmp_path / "piped.json"
     saved.write_text(planned.stdout, encoding="utf-8")
     assert json.loads(planned.stdout)["summary"] == {"add": 3, "change": 0, "destroy": 0}

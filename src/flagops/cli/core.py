@@ -98,7 +98,7 @@ def plan(
     elif str(out_file) == "-":  # stdout is the plan file: the rendering goes to stderr
         rendered = _render(result, fmt, ctx.color_on(sys.stderr))
         click.echo(rendered, err=True, nl=not rendered.endswith("\n"))
-        out(dumps(result, indent=None) + "\n")
+        out(dumps(result, indent=None))
     else:
         out(_render(result, fmt, ctx.color))
         try:
