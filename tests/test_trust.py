@@ -299,3 +299,16 @@ def test_a_password_in_a_forged_address_is_not_echoed(prod: tuple[Repo, str, Pat
     masked = "flag.postgresql://flags:***@db/flags: in the saved plan, not planned now"
     message = _refused(repo, url, _forge(saved, edit), masked)
     assert "s3cretpw" not in message
+
+
+def test_a_saved_target_that_names_no_flag_any_more_is_a_stale_plan(
+    db_url: str, make_repo: Any, tmp_path: Path
+) -> None:
+    """The plan's --target was a flag only the configuration had; a later merge removed it: the file
+    no longer matches (exit 3), it is not a usage error of the command line (which named no target)."""
+    repo = init_and_apply(make_repo(db_url, flags=FLAGS))
+    repo.configure(FLAGS + "  new_thing:\n    name: New thing\n")
+    saved = tmp_path / "targeted.json"
+    ok(repo, "plan", "--env", "test", "--target", "new_thing", "--out", str(saved))
+    repo.configure(FLAGS)
+    _refused(repo, db_url, saved, "--target new_thing names no flag now")

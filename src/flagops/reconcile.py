@@ -60,12 +60,20 @@ class _Start:
     baseline: State | None
 
 
+class UnknownTargetError(UsageError):
+    """--target names flags that neither the configuration nor the database has."""
+
+    def __init__(self, unknown: Sequence[str]) -> None:
+        self.unknown = sorted(unknown)
+        super().__init__(f"--target names no flag: {', '.join(self.unknown)}")
+
+
 def check_targets(targets: Sequence[str], desired: State, actual: State) -> None:
     """Refuse --target keys that name no flag in the configuration or the database, or a database
     row flags does not manage (its key is not a valid key: plans leave it alone)."""
     unknown = [t for t in targets if t not in desired.flags and t not in actual.flags]
     if unknown:
-        raise UsageError(f"--target names no flag: {', '.join(sorted(unknown))}")
+        raise UnknownTargetError(unknown)
     left_alone = [t for t in targets if not is_flag_key(t)]
     if left_alone:
         named = ", ".join(sorted(left_alone))
@@ -170,27 +178,34 @@ def apply_saved(
     with translated(database.url, f"applying to environment {env.name}"), database.engine.begin() as conn:
         lock.acquire(conn, env.name, lock_timeout)
         started = dt.datetime.now(dt.UTC)
-        derived, start = _plan_in(
-            conn,
-            config,
-            env,
-            targets=saved.targets,
-            git_commit=git_commit,
-            allow_delete=allow_delete,
-            overwrite_drift=overwrite_drift,
-            hold_rows=True,
-        )
+        try:
+            derived, start = _plan_in(
+                conn,
+                config,
+                env,
+                targets=saved.targets,
+                git_commit=git_commit,
+                allow_delete=allow_delete,
+                overwrite_drift=overwrite_drift,
+                hold_rows=True,
+            )
+        except UnknownTargetError as exc:  # the file's targets, not the command line's
+            raise _not_reproduced([f"--target {key} names no flag now" for key in exc.unknown]) from None
         found = differences(saved, derived)
         if found:
-            raise StalePlanError(
-                "the saved plan is not what the configuration and the database produce now"
-                f" ({'; '.join(found[:5])}{'; ...' if len(found) > 5 else ''});"
-                " nothing was written. Run flags plan again."
-            )
+            raise _not_reproduced(found)
         if derived.blocked:
             raise BlockedError([str(b) for b in derived.blocked])
         reviewed = replace(derived, plan_id=saved.plan_id)
         return _write(conn, env, reviewed, start, actor=actor, started=started, plan_sha256=plan_sha256)
+
+
+def _not_reproduced(found: Sequence[str]) -> StalePlanError:
+    return StalePlanError(
+        "the saved plan is not what the configuration and the database produce now"
+        f" ({'; '.join(found[:5])}{'; ...' if len(found) > 5 else ''});"
+        " nothing was written. Run flags plan again."
+    )
 
 
 def _scope(targets: Sequence[str] | None) -> list[str] | None:
