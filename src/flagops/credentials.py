@@ -9,14 +9,19 @@ HIDDEN = "a URL with a password (not shown)"
 """What a message says instead of a value that holds a password."""
 
 # user:password@ after a scheme's //, or at the start of a word without one (flags:pw@db/flags).
-_USERINFO = re.compile(r"(?:://|(?<![^\s'\"=(,]))([^\s/?#@:'\"]*):([^\s/?#@'\"]*)@")
-_KEYWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s&;'\"]*)")
+# The password runs to the last @ of the word: libpq reads `u:p@ss@host`, `u:p#ss@host` and
+# `u:p?ss@host` as the password p@ss, p#ss, p?ss, where a URL parser stops at the first # or ?.
+_USERINFO = re.compile(r"(?:://|(?<![^\s'\"=(,]))([^\s/?#@:'\"]*):(?!//)((?:(?!://)[^\s'\"])*)@")
+# password=..., also inside a longer name (PGPASSWORD=...).
+_KEYWORD = re.compile(r"(?i)(password\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s&;'\"]*)")
 
 
 def has_password(url: str) -> bool:
     """True when a database URL carries a password, in its userinfo or its query string."""
     # A libpq key/value string (`host=db password=...`) is not a URL but holds a password all the same.
     if re.search(r"(?i)\bpassword\s*=", url) is not None:
+        return True
+    if re.search(r"://[^\s/?#@:]*:[^\s]*@", url) is not None:  # user:password@, whatever the password holds
         return True
     try:
         parts = urlsplit(url)

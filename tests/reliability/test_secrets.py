@@ -258,6 +258,10 @@ def test_a_working_password_url_leaves_no_trace(
         f"postgresql://flagops:{PASSWORD}@db.internal/flags",
         f"postgresql://flagops@db.internal/flags?password={PASSWORD}",
         f"host=db.internal user=flagops password={PASSWORD}",
+        # libpq reads these as passwords although a URL parser ends the host part at # or ?
+        "postgresql://flagops:p#ss@db.internal/flags",
+        "postgresql://flagops:p?ss@db.internal/flags",
+        "postgresql://flagops:p@ss@db.internal/flags",
     ],
 )
 def test_a_literal_url_with_a_password_is_refused_by_validate(make_repo: Any, url: str) -> None:
