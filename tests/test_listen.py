@@ -358,3 +358,22 @@ def test_calls_never_wait_for_the_listener(
     assert answers == [True, False]  # from memory; a new org is read from the database, killed
     release.set()
     eventually(lambda: client.is_enabled(GLOBEX, "call_recording"), False)
+
+
+def test_a_failing_database_is_not_asked_once_per_cached_org(repo: Repo, pg_url: str) -> None:
+    """Everything may have changed (a reconnection) while the overrides cannot be read: the listener
+    tries one org, not every cached one, and the others read again on their next call."""
+    with FlagClient(repo.env["FLAGS_TEST_URL"], ttl=TTL, listen=False) as c:
+        orgs = [str(uuid.UUID(int=i)) for i in range(1, 6)]
+        for org in orgs:
+            c.enabled_flags(org)
+        reads = org_reads(c)
+        execute(pg_url, "ALTER TABLE org_feature_flags RENAME TO org_feature_flags_away")
+        try:
+            c._changed(EVERYTHING)  # what the listener calls after reconnecting
+            assert len(reads) == 1
+            misses = c.cache_stats().misses
+            c.enabled_flags(orgs[0])
+            assert c.cache_stats().misses == misses + 1  # expired: the call tries the database again
+        finally:
+            execute(pg_url, "ALTER TABLE org_feature_flags_away RENAME TO org_feature_flags")

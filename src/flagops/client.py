@@ -302,8 +302,13 @@ class FlagClient:
                 orgs = [org for org in sorted(change.orgs) if org in self._entries]
         if change.flags is None or change.flags:
             self._refresh_flags(change.flags)
-        for org in orgs:
-            self._refresh_org(org)
+        for done, org in enumerate(orgs):
+            if not self._refresh_org(org):
+                # The database is failing: do not wait on it once per org; each org left reads
+                # again on its next call (which the retry interval paces).
+                for rest in orgs[done + 1 :]:
+                    self._expire(rest)
+                return
 
     def _refresh_flags(self, keys: frozenset[str] | None) -> None:
         with self._lock:
@@ -314,28 +319,31 @@ class FlagClient:
             self._expire(None)
             return
         with self._lock:
+            if seq <= self._rules_seq:
+                return  # a read that began after this one, so after the change, stored every rule
             if keys is None:
                 rules = fresh
             else:
                 rules = {key: rule for key, rule in self._rules.items() if key not in keys}
                 rules.update(fresh)
-            if rules != self._rules:
-                self._rules = rules
-            self._rules_seq = max(self._rules_seq, seq)
+            self._rules = rules
+            self._rules_seq = seq
 
-    def _refresh_org(self, org: str) -> None:
+    def _refresh_org(self, org: str) -> bool:
+        """Read `org` again; False when the database could not be read (the org then expires)."""
         with self._lock:
             if org not in self._entries:
-                return  # dropped meanwhile: the next call reads it
+                return True  # dropped meanwhile: the next call reads it
             seq = self._next()
         try:
             read = fetch_org(self._engine, org)
         except Exception:
             self._expire(org)
-            return
+            return False
         with self._lock:
             if org in self._entries:
                 self._store(org, seq, read, use=False)
+        return True
 
     def _expire(self, org: str | None) -> None:
         """Make the next call for `org` (for every org when None) read the database."""
