@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,13 +12,6 @@ if TYPE_CHECKING:
     from flagops.adopt import Adoption, Assignment
     from flagops.load import Config
     from flagops.state import State
-
-
-def _header(environment: str) -> Any:
-    def header(path: str) -> str:
-        return f"# Flags adopted from the database of environment {environment} by `flags import`.\nflags:\n"
-
-    return header
 
 
 def assignment_line(a: Assignment) -> str:
@@ -96,7 +89,8 @@ def import_(environment: str, dry_run: bool) -> None:
         _report(adoption, environment)
         return
     edits = adoption.edits()
-    files = edited_files(ctx.sources, edits, new_file_header=_header(environment))
+    adopted = f"Flags adopted from the database of environment {environment} by `flags import`."
+    files = edited_files(ctx.sources, edits, new_file_comment=adopted)
     edited = validated(ctx.sources, files)
     for path in edits:
         created = "" if (ctx.config_dir / path).exists() else " (new file)"

@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from flagops.errors import ConfigError, UsageError
@@ -20,13 +20,13 @@ def edited_files(
     sources: Mapping[str, bytes],
     edits: Mapping[str, Sequence[Edit]],
     *,
-    new_file_header: Callable[[str], str] | None = None,
+    new_file_comment: str | None = None,
 ) -> dict[str, bytes]:
     """The new content of each file given its edits (relative path -> edits), made to the bytes
     the configuration was loaded from (`sources`).
 
-    A file that does not exist yet starts as `new_file_header(path)`; without that function a
-    missing file is an error.
+    A file that does not exist yet starts as a flags file whose first line is the comment
+    `new_file_comment`; without one a missing file is an error.
     """
     result: dict[str, bytes] = {}
     for relative, changes in edits.items():
@@ -37,8 +37,8 @@ def edited_files(
                 text = raw.decode("utf-8-sig")
             except UnicodeDecodeError:
                 raise UsageError(f"{relative}: not UTF-8 text") from None
-        elif new_file_header is not None:
-            text = new_file_header(relative)
+        elif new_file_comment is not None:
+            text = f"# {new_file_comment}\nflags:\n"
         else:
             raise UsageError(f"{relative}: no such file")
         is_env = relative.startswith(f"{ENVIRONMENTS_DIR}/")

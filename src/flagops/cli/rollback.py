@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
@@ -17,16 +16,6 @@ if TYPE_CHECKING:
 
 APPLY_ID_PATTERN = re.compile(r"[0-9a-f-]{8,36}")
 """An apply id (a UUID) or its first 8 or more characters, as `flags history --applies` shows them."""
-
-
-def _header(environment: str, apply_id: str) -> Callable[[str], str]:
-    def header(path: str) -> str:
-        return (
-            f"# Flags restored from apply {apply_id} of environment {environment} by `flags rollback`.\n"
-            "flags:\n"
-        )
-
-    return header
 
 
 def _apply_id(value: str) -> str:
@@ -90,7 +79,9 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
         actual = read.read_state(conn)
     result = rollback(config, environment, snapshot, actual)
     edits = result.edits()
-    files = edited_files(ctx.sources, edits, new_file_header=_header(environment, record.apply_id))
+    restored = f"Flags restored from apply {record.apply_id} of environment {environment}"
+    restored += " by `flags rollback`."
+    files = edited_files(ctx.sources, edits, new_file_comment=restored)
     validated(ctx.sources, files, environment=environment)
     env = config.environment(environment)
     commit = f", commit {short_commit(record.git_commit)}" if record.git_commit else ""
