@@ -59,7 +59,7 @@ def now() -> float:
 
 def worker(url: str, org: str, warm: list[str]) -> None:
     """Serve KILL_FLAG and APPLY_FLAG for `org` every POLL seconds; print each change it serves."""
-    from flagops.client import FlagClient
+    from flagops.runtime.client import FlagClient
 
     client = FlagClient(url, ttl=TTL)
     deadline = now() + WAIT

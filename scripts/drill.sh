@@ -76,7 +76,7 @@ expect "$first" "$flags" history --env drill --applies
 step "a running client (ttl 300 s) serves checkout_v2 on"
 "$python" - "$DRILL_DATABASE_URL" "$ORG" > "$logs/client.log" 2>&1 <<'PY' &
 import sys, time
-from flagops.client import FlagClient
+from flagops.runtime.client import FlagClient
 client = FlagClient(sys.argv[1], ttl=300)
 org = sys.argv[2]
 last = None

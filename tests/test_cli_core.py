@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from flagops.cli import cli
 from flagops.db import read
 from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
-from flagops.state import decode_snapshot, state_hash
+from flagops.plan.state import decode_snapshot, state_hash
 from support import DEFAULT_FLAGS, FLAGS, Repo, connected, everything, ok, rows
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"

@@ -12,12 +12,12 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from flagops.client import CacheStats, FlagClient, Lookup
-from flagops.rollout import Evaluation, Reason
+from flagops.runtime.client import CacheStats, FlagClient, Lookup
+from flagops.runtime.rollout import Evaluation, Reason
 from support import ADMIN_URL, as_user, database_name, execute, init_and_apply, login_role
 from test_rls import ACME, FLAGS, GLOBEX, OVERRIDES
 
-LOGGER = "flagops.client"
+LOGGER = "flagops.runtime.client"
 
 
 class Clock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from flagops.codesearch import MAX_FILE_BYTES, search, walk
+from flagops.lint.codesearch import MAX_FILE_BYTES, search, walk
 
 
 def write(root: Path, relative: str, content: str | bytes) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flagops.credentials import has_password, scrub
+from flagops.config.credentials import has_password, scrub
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagops.diff import apply_changes, diff, find_drift, unmanaged
-from flagops.plan import Action, Blocked, Change, Drift, Subject, Unmanaged, guard
-from flagops.state import EMPTY, FlagRow, State, flag_dict
+from flagops.plan.changes import Action, Blocked, Change, Drift, Subject, Unmanaged, guard
+from flagops.plan.diff import apply_changes, diff, find_drift, unmanaged
+from flagops.plan.state import EMPTY, FlagRow, State, flag_dict
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 GLOBEX = "0b6a8a52-3f4e-4d1c-a8f0-7a1e2d3c4b5a"

@@ -11,9 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from flagops.diff import find_drift
-from flagops.plan import Drift, Subject
-from flagops.state import FlagRow, State, flag_dict
+from flagops.plan.changes import Drift, Subject
+from flagops.plan.diff import find_drift
+from flagops.plan.state import FlagRow, State, flag_dict
 from support import as_user, connected, everything, init_and_apply, login_role, sql
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
@@ -266,7 +266,7 @@ def test_an_audit_row_that_does_not_explain_the_drift_is_not_its_provenance(
 def _baseline(url: str) -> tuple[State, State]:
     """(actual state, the state the last apply left as drift is measured against) of the database."""
     from flagops.db import read
-    from flagops.state import state_hash
+    from flagops.plan.state import state_hash
 
     with connected(url) as conn:
         actual = read.read_state(conn)

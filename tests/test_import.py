@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flagops.adopt import SharedDifference, adopt
+from flagops.config.load import load_config
 from flagops.db.migrate import HEAD
-from flagops.load import load_config
-from flagops.plan import Unmanaged
-from flagops.state import FlagRow, State
-from flagops.yamledit import REMOVE
+from flagops.edit.importer import SharedDifference, adopt
+from flagops.edit.yamledit import REMOVE
+from flagops.plan.changes import Unmanaged
+from flagops.plan.state import FlagRow, State
 from support import connected, init_and_apply, sql
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
@@ -417,7 +417,7 @@ def test_keys_equal_ignoring_case_in_the_database_import_the_first_only() -> Non
 
 def _defined() -> dict[str, FlagRow]:
     """The rows of FLAGS's two flags as the configuration states them for environment test."""
-    from flagops.state import desired_state
+    from flagops.plan.state import desired_state
 
     return dict(desired_state(_config(FLAGS, ""), "test").flags)
 
@@ -528,7 +528,7 @@ def _legacy(url: str, *rows: str) -> None:
 
 
 def test_legacy_keys_of_every_style_are_adopted_as_written(pg_url: str, make_repo: Any) -> None:
-    from flagops.rollout import bucket
+    from flagops.runtime.rollout import bucket
 
     _legacy(pg_url)
     repo = make_repo(pg_url, flags=LEGACY_FLAGS)

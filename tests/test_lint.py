@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from flagops.config.load import Config, load_config
 from flagops.errors import ConfigError
 from flagops.lint import (
     CHECKS,
@@ -22,7 +23,6 @@ from flagops.lint import (
     parse_settings,
 )
 from flagops.lint.checks import _RULES, Finding, Suppressed
-from flagops.load import Config, load_config
 from flagops.render.lint import render_github, render_json, render_text, to_dict
 
 TODAY = dt.date(2025, 3, 1)

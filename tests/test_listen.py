@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from flagops.client import FlagClient
 from flagops.db.listen import EVERYTHING, Change, parse
 from flagops.db.migrate import HEAD
+from flagops.runtime.client import FlagClient
 from support import (
     ADMIN_URL,
     Repo,
@@ -251,7 +251,7 @@ def test_an_override_change_reads_only_that_org_again(client: FlagClient, repo: 
 def test_the_listener_reconnects_after_its_connection_is_terminated(
     client: FlagClient, pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="flagops.client")
+    caplog.set_level(logging.INFO, logger="flagops.runtime.client")
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         row = admin.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -267,10 +267,10 @@ def test_the_listener_reconnects_after_its_connection_is_terminated(
     execute(pg_url, "UPDATE feature_flags SET enabled_globally = true WHERE flag_key = 'lead_scoring'")
     eventually(lambda: client.is_enabled(ACME, "lead_scoring"), True)
     eventually(
-        lambda: [r.levelname for r in caplog.records if r.name == "flagops.client.listen"],
+        lambda: [r.levelname for r in caplog.records if r.name == "flagops.runtime.client.listen"],
         ["WARNING", "INFO"],
     )
-    messages = [r.getMessage() for r in caplog.records if r.name == "flagops.client.listen"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "flagops.runtime.client.listen"]
     assert messages[0].startswith("flagops: not listening for flag changes (listening for flag changes: ")
     assert messages[1].startswith("flagops: listening for flag changes on postgresql+psycopg://")
 
@@ -330,17 +330,17 @@ def test_sqlite_falls_back_to_the_ttl(sqlite_url: str, make_repo: Any) -> None:
 def test_calls_never_wait_for_the_listener(
     client: FlagClient, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flagops.client
+    import flagops.runtime.client
 
     inside, release = threading.Event(), threading.Event()
-    real = flagops.client.fetch_flags
+    real = flagops.runtime.client.fetch_flags
 
     def held(engine: sa.Engine, keys: frozenset[str] | None) -> Any:
         inside.set()
         release.wait(DEADLINE)
         return real(engine, keys)
 
-    monkeypatch.setattr(flagops.client, "fetch_flags", held)
+    monkeypatch.setattr(flagops.runtime.client, "fetch_flags", held)
     execute(pg_url, "UPDATE feature_flags SET killed = true WHERE flag_key = 'call_recording'")
     assert inside.wait(DEADLINE)
     # The listener is stuck reading the change: calls are answered from memory meanwhile.

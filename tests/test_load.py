@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flagops.config.load import Config, load_config
+from flagops.config.sources import read_sources
 from flagops.errors import ConfigError
-from flagops.load import Config, load_config
-from flagops.sources import read_sources
-from flagops.state import desired_state, flag_dict
+from flagops.plan.state import desired_state, flag_dict
 
 CASES = Path(__file__).parent / "loader_cases"
 VALID = sorted(p for p in (CASES / "valid").iterdir() if p.is_dir())

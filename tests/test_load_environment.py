@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from flagops.config.load import load_config, load_environment
+from flagops.config.sources import read_sources
 from flagops.errors import ConfigError, UsageError
-from flagops.load import load_config, load_environment
-from flagops.sources import read_sources
 from support import everything, init_and_apply
 
 ORG = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"

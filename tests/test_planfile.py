@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagops import planfile
 from flagops.errors import UsageError
-from flagops.plan import Action, Blocked, Change, Drift, Plan, Subject
+from flagops.plan import planfile
+from flagops.plan.changes import Action, Blocked, Change, Drift, Plan, Subject
 from test_render_text import drift_plan, many_overrides_plan, mixed_plan, unmanaged_plan
 
 SOURCE = "plan.json"

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from flagops.config.load import Config, load_config
+from flagops.edit.promote import check_direction, promotions, select_flags
+from flagops.edit.yamledit import REMOVE
 from flagops.errors import UsageError
-from flagops.load import Config, load_config
-from flagops.promote import check_direction, promotions, select_flags
-from flagops.yamledit import REMOVE
 
 ROOT = Path(__file__).resolve().parent.parent
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"

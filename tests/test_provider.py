@@ -14,9 +14,9 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 from openfeature.provider import ProviderStatus
 
-from flagops.client import FlagClient
-from flagops.provider import FlagopsProvider
-from flagops.rollout import bucket
+from flagops.openfeature import FlagopsProvider
+from flagops.runtime.client import FlagClient
+from flagops.runtime.rollout import bucket
 from support import ADMIN_URL, database_name, execute, init_and_apply
 from test_rls import ACME, GLOBEX
 

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from flagops.config.load import load_config
+from flagops.config.sources import read_sources
 from flagops.db.tables import audit_log, feature_flags, org_feature_flags
-from flagops.diff import apply_changes, diff
 from flagops.errors import StalePlanError
-from flagops.load import load_config
+from flagops.plan.diff import apply_changes, diff
+from flagops.plan.state import EMPTY, FlagRow, State
 from flagops.reconcile import make_plan, open_database, plan_and_apply
-from flagops.sources import read_sources
-from flagops.state import EMPTY, FlagRow, State
 from support import (
     DEFAULT_FLAGS,
     Repo,
@@ -363,9 +363,9 @@ def test_reconcile_functions_plan_what_apply_changes_produce(db_url: str, make_r
     repo.configure(
         DEFAULT_FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 5"), "allow_delete: true\n"
     )
-    from flagops.load import load_config
-    from flagops.sources import read_sources
-    from flagops.state import desired_state
+    from flagops.config.load import load_config
+    from flagops.config.sources import read_sources
+    from flagops.plan.state import desired_state
 
     config = load_config(read_sources(repo.path))
     database = open_database(

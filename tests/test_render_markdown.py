@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from flagops.plan import Action, Blocked, Change, Drift, Plan, Subject
-from flagops.planfile import dumps
+from flagops.plan.changes import Action, Blocked, Change, Drift, Plan, Subject
+from flagops.plan.planfile import dumps
 from flagops.render.markdown import MAX_CHARS, code, render_markdown, text
 
 GOLDEN = Path(__file__).parent / "golden" / "markdown"
@@ -326,7 +326,7 @@ def test_many_flags_with_overrides_each_get_a_share() -> None:
 
 
 def test_unmanaged_rows_are_named_in_the_summary_and_listed_once_each() -> None:
-    from flagops.plan import Unmanaged
+    from flagops.plan.changes import Unmanaged
 
     comment = render_markdown(make_plan([], unmanaged=(Unmanaged("9lives", 2), Unmanaged("bad|key`"))))
     lines = comment.splitlines()

@@ -13,11 +13,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from flagops import planfile
-from flagops.diff import diff
-from flagops.plan import Blocked, Drift, Plan, Subject, Unmanaged
+from flagops.plan import planfile
+from flagops.plan.changes import Blocked, Drift, Plan, Subject, Unmanaged
+from flagops.plan.diff import diff
+from flagops.plan.state import EMPTY, FlagRow, State
 from flagops.render.text import render_text
-from flagops.state import EMPTY, FlagRow, State
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("FLAGS_UPDATE_GOLDEN") == "1"

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from flagops.adopt import SharedDifference
+from flagops.config.load import load_config
 from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
-from flagops.load import load_config
-from flagops.rollback import rollback, with_kills_kept
-from flagops.state import FlagRow, State
+from flagops.edit.importer import SharedDifference
+from flagops.edit.rollback import rollback, with_kills_kept
+from flagops.plan.state import FlagRow, State
 from support import (
     HEADER,
     Repo,

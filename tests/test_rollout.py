@@ -1,4 +1,4 @@
-"""The rollout rule in Python (flagops.rollout) against the committed vectors and its properties."""
+"""The rollout rule in Python (flagops.runtime.rollout) against the committed vectors and its properties."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagops.keys import FLAG_KEY_PATTERN
-from flagops.rollout import (
+from flagops.config.keys import FLAG_KEY_PATTERN
+from flagops.runtime.rollout import (
     BUCKETS,
     Evaluation,
     FlagRule,

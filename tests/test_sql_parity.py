@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flagops.model import FLAG_KEY_PATTERN
-from flagops.rollout import bucket, evaluate, normalise_org_id, threshold
+from flagops.config.models import FLAG_KEY_PATTERN
+from flagops.runtime.rollout import bucket, evaluate, normalise_org_id, threshold
 from support import init_schema, ok, scratch_database
 from test_rollout import load_vectors
 
@@ -266,7 +266,7 @@ def test_init_replaces_functions_left_by_the_product_flagops_replaces(pg_url: st
 def test_enabled_features_come_in_the_clients_order_under_a_linguistic_collation() -> None:
     """Keys of mixed case, in a database whose collation is en-US (ICU): the SQL function lists them
     in byte order, as FlagClient.enabled_flags does (migration 0007), not in dictionary order."""
-    from flagops.client import FlagClient
+    from flagops.runtime.client import FlagClient
 
     keys = ["alpha", "BetaReports", "beta-reports", "Zeta", "checkout.v2"]
     org = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"

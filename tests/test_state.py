@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagops.load import load_config
-from flagops.state import (
+from flagops.config.load import load_config
+from flagops.plan.state import (
     EMPTY,
     FlagRow,
     State,

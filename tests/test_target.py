@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from flagops.db import read
 from flagops.db.tables import applies, audit_log
-from flagops.state import decode_snapshot, restrict, state_hash
+from flagops.plan.state import decode_snapshot, restrict, state_hash
 from support import DEFAULT_FLAGS, connected, init_and_apply, sql
 
 ORG_A = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"

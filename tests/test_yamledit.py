@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flagops import yamlfile
-from flagops.yamledit import REMOVE, Edit, EditError, apply_edits, flow_style_default
+from flagops.config import yamlfile
+from flagops.edit.yamledit import REMOVE, Edit, EditError, apply_edits, flow_style_default
 
 ACME = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 BETA = "0b5e8d2a-3c4f-4e6a-9b1d-7a2c5e8f1d3b"
@@ -357,7 +357,7 @@ def test_any_edits_mean_what_they_say_and_keep_the_comments(text: str, edits: li
     st.lists(st.sampled_from(["a: 1\n", "  b: 2\n", "  c: 5\n", "# x\n", "d:\n", "    e: 4\n"]), max_size=30),
 )
 def test_the_line_diff_turns_one_text_into_the_other(a: list[str], b: list[str]) -> None:
-    from flagops.yamledit import _opcodes
+    from flagops.edit.yamledit import _opcodes
 
     rebuilt: list[str] = []
     position = (0, 0)

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from flagops.yamlfile import MAX_EXPANDED_NODES, UNREADABLE, Nth, Position, load, locate
+from flagops.config.yamlfile import MAX_EXPANDED_NODES, UNREADABLE, Nth, Position, load, locate
 
 
 def problems(text: str) -> list[tuple[int, int, str]]:

@@ -10,7 +10,7 @@ from flagops.errors import (
     StalePlanError,
     UsageError,
 )
-from flagops.rollout import Evaluation, bucket, evaluate
+from flagops.runtime.rollout import Evaluation, bucket, evaluate
 
 __all__ = [
     "BlockedError",

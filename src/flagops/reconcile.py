@@ -12,15 +12,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from flagops.config.keys import is_flag_key
+from flagops.config.load import Config, Environment
 from flagops.db import kill, lock, migrate, read, write
 from flagops.db.engine import open_engine, resolve_url, translated
-from flagops.diff import apply_changes, diff, find_drift, unmanaged
 from flagops.errors import BlockedError, StalePlanError, UsageError
-from flagops.keys import is_flag_key
-from flagops.load import Config, Environment
-from flagops.plan import UNMANAGED, Blocked, Change, Drift, EnvironmentSettings, Plan, guard
-from flagops.plancheck import differences
-from flagops.state import (
+from flagops.plan.changes import UNMANAGED, Blocked, Change, Drift, EnvironmentSettings, Plan, guard
+from flagops.plan.diff import apply_changes, diff, find_drift, unmanaged
+from flagops.plan.state import (
     State,
     canonical,
     compress,
@@ -30,6 +29,7 @@ from flagops.state import (
     restrict,
     state_hash,
 )
+from flagops.plan.verify import differences
 
 
 @dataclass(frozen=True, slots=True)

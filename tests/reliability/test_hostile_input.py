@@ -15,8 +15,8 @@ from harness import dump
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flagops.config.load import Config, load_config
 from flagops.errors import ConfigError
-from flagops.load import Config, load_config
 from support import Repo, init_and_apply
 
 CLOSED_PORT_URL = "postgresql://flagops@127.0.0.1:1/flags"

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from harness import PASSWORD, dump, with_password
 
+from flagops.config.load import load_config
+from flagops.config.sources import read_sources
 from flagops.errors import ConfigError
-from flagops.load import load_config
-from flagops.sources import read_sources
 from support import database_name, execute, finish, spawn
 
 ORG = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"

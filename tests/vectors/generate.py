@@ -1,7 +1,7 @@
 """Generate tests/vectors/rollout.json: the rollout rule's test vectors (run once; the output is committed).
 
 The rule (README, "The rule") is written out again here, apart from the package, so the vectors
-check flagops.rollout and the SQL functions against an independent statement of the contract:
+check flagops.runtime.rollout and the SQL functions against an independent statement of the contract:
 
     bucket(flag_key, org_id) = first 4 bytes of md5("<flag_key>:<org_id>") as a big-endian
                                unsigned int, mod 10000          (org_id: lowercase, hyphenated)

@@ -15,7 +15,7 @@ import click
 from flagops.errors import FlagopsError, UsageError
 
 if TYPE_CHECKING:
-    from flagops.load import Config, Environment
+    from flagops.config.load import Config, Environment
     from flagops.reconcile import Database
 
 
@@ -40,8 +40,8 @@ class Context:
         return not self.no_color and "NO_COLOR" not in os.environ and stream.isatty()
 
     def load(self) -> Config:
-        from flagops.load import load_config
-        from flagops.sources import read_sources
+        from flagops.config.load import load_config
+        from flagops.config.sources import read_sources
 
         self.sources = read_sources(self.config_dir)
         return load_config(self.sources)
@@ -50,20 +50,20 @@ class Context:
         """flags/ and environment `name`'s file only, for the commands an emergency needs (kill,
         unkill, history, eval --live): another environment's file is not read, so a broken one never
         stops them. A problem in flags/ or in this environment's file still does (docs/configuration.md)."""
-        from flagops.load import load_environment
-        from flagops.sources import read_sources
+        from flagops.config.load import load_environment
+        from flagops.config.sources import read_sources
 
         self.sources = read_sources(self.config_dir, environment=name)
         return load_environment(self.sources, name)
 
     @property
     def actor(self) -> str:
-        from flagops.provenance import actor
+        from flagops.cli.provenance import actor
 
         return actor(self.actor_option, os.environ)
 
     def git_commit(self) -> str | None:
-        from flagops.provenance import git_commit
+        from flagops.cli.provenance import git_commit
 
         return git_commit(self.config_dir, os.environ)
 
@@ -77,7 +77,7 @@ class Context:
         lock_timeout: float = 0.0,
     ) -> Database:
         """The database of `environment`, named in `config`, or given as an Environment itself."""
-        from flagops.load import Environment
+        from flagops.config.load import Environment
         from flagops.reconcile import open_database
 
         env = config if isinstance(config, Environment) else config.environment(environment)
@@ -212,7 +212,7 @@ EXAMPLE_ORG = "6f1d2c1e-8a0b-4c55-9d0e-2b7f3a1c9e44"
 
 def parse_org_id(value: str) -> str:
     """An --org value as a lowercase hyphenated UUID (any spelling Postgres accepts), else UsageError."""
-    from flagops.rollout import normalise_org_id
+    from flagops.runtime.rollout import normalise_org_id
 
     try:
         return normalise_org_id(value.strip())

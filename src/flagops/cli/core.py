@@ -14,7 +14,7 @@ from flagops.cli.app import cli, context, env_option, err, out, target_option
 from flagops.errors import BlockedError, UsageError
 
 if TYPE_CHECKING:
-    from flagops.plan import Plan
+    from flagops.plan.changes import Plan
 
 EXIT_CHANGES = 2
 EXIT_BLOCKED = 5
@@ -53,7 +53,7 @@ def init(environment: str) -> None:
 
 def _render(plan: Plan, fmt: str, color: bool) -> str:
     if fmt == "json":
-        from flagops.planfile import dumps
+        from flagops.plan.planfile import dumps
 
         return dumps(plan)
     if fmt == "markdown":
@@ -86,7 +86,7 @@ def plan(
     With `--out -` stdout carries only the plan file (for a pipe or a redirection) and the plan is
     shown on stderr.
     """
-    from flagops.planfile import dumps
+    from flagops.plan.planfile import dumps
     from flagops.reconcile import make_plan
 
     ctx = context()
@@ -150,7 +150,7 @@ def apply(
     targets: Sequence[str],
 ) -> int:
     """Apply a saved plan, or plan and apply after confirmation, in one transaction."""
-    from flagops.planfile import loads
+    from flagops.plan.planfile import loads
     from flagops.reconcile import apply_saved, plan_and_apply
     from flagops.render.common import summary_line
     from flagops.render.text import render_text

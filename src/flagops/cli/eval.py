@@ -12,12 +12,12 @@ from flagops.cli.app import cli, context, env_option, out, parse_org_id
 from flagops.errors import UsageError
 
 if TYPE_CHECKING:
-    from flagops.rollout import Evaluation, FlagRule
+    from flagops.runtime.rollout import Evaluation, FlagRule
 
 
 def _from_config(environment: str, org: str) -> tuple[dict[str, FlagRule], dict[str, bool]]:
-    from flagops.rollout import FlagRule
-    from flagops.state import desired_state
+    from flagops.plan.state import desired_state
+    from flagops.runtime.rollout import FlagRule
 
     ctx = context()
     state = desired_state(ctx.load(), environment)
@@ -85,7 +85,7 @@ def _text(environment: str, org: str, source: str, results: Mapping[str, Evaluat
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def eval_(environment: str, org_id: str, flag_keys: Sequence[str], live: bool, fmt: str) -> None:
     """Show what an org sees of each flag (or of the FLAGs named) and why."""
-    from flagops.rollout import evaluate_rule
+    from flagops.runtime.rollout import evaluate_rule
 
     org = parse_org_id(org_id)
     if live:

@@ -9,9 +9,9 @@ import click
 from flagops.cli.app import cli, context, env_option, err, out
 
 if TYPE_CHECKING:
-    from flagops.adopt import Adoption, Assignment
-    from flagops.load import Config
-    from flagops.state import State
+    from flagops.config.load import Config
+    from flagops.edit.importer import Adoption, Assignment
+    from flagops.plan.state import State
 
 
 def assignment_line(a: Assignment) -> str:
@@ -28,9 +28,9 @@ def assignment_line(a: Assignment) -> str:
 def _remaining(config: Config, environment: str, actual: State, adoption: Adoption) -> list[str]:
     """Rows of the database the edited configuration still does not describe, beyond the shared
     fields import reported and the flags it left out with a warning (it should be none)."""
-    from flagops.diff import diff
-    from flagops.plan import Action, Subject
-    from flagops.state import desired_state, restrict
+    from flagops.plan.changes import Action, Subject
+    from flagops.plan.diff import diff
+    from flagops.plan.state import desired_state, restrict
 
     reported = {(d.flag_key, d.field) for d in adoption.differences}
     left = set(adoption.only_in_config) | set(adoption.skipped)
@@ -62,11 +62,11 @@ def import_(environment: str, dry_run: bool) -> None:
     Comments and formatting are kept. Afterwards `flags plan` shows no changes, except for the
     shared fields listed.
     """
-    from flagops.adopt import adopt
     from flagops.cli.rewrite import edited_files, validated, write_files
     from flagops.db import read
+    from flagops.edit.importer import adopt
+    from flagops.plan.state import state_hash
     from flagops.reconcile import reading
-    from flagops.state import state_hash
 
     ctx = context()
     config = ctx.load()
@@ -121,7 +121,7 @@ def import_(environment: str, dry_run: bool) -> None:
 
 def _report(adoption: Adoption, environment: str) -> None:
     """What import leaves alone: differing shared fields, flags only in the configuration, unmanaged rows."""
-    from flagops.plan import unmanaged_heading
+    from flagops.plan.changes import unmanaged_heading
     from flagops.render.common import value
 
     if adoption.differences:

@@ -14,8 +14,8 @@ from flagops.cli.app import cli, context, env_option, out
 from flagops.errors import UsageError
 
 if TYPE_CHECKING:
+    from flagops.config.load import Config
     from flagops.db.kill import Kill
-    from flagops.load import Config
 
 reason_option = click.option(
     "--reason", required=True, help="Why the switch is thrown (kept in the audit log)."
@@ -95,9 +95,9 @@ def _unchanged(done: Kill, environment: str) -> str:
 
 def _next_plan(config: Config, environment: str, flag: str, killed: bool) -> str:
     """What the next plan makes of the switch, from what the environment's configuration says."""
-    from flagops.keys import is_flag_key
-    from flagops.plan import UNMANAGED
-    from flagops.state import rollout_values
+    from flagops.config.keys import is_flag_key
+    from flagops.plan.changes import UNMANAGED
+    from flagops.plan.state import rollout_values
 
     if not is_flag_key(flag):
         return f"Its key is not a valid flag key: plans leave it {UNMANAGED}, killed or not."

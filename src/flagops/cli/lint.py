@@ -15,8 +15,8 @@ from flagops.cli.app import Context, cli, context, out
 from flagops.errors import UsageError
 
 if TYPE_CHECKING:
+    from flagops.config.load import Config
     from flagops.lint import CodeSearch, LintSettings, RolloutHistory
-    from flagops.load import Config
 
 EXIT_FINDINGS = 1
 
@@ -37,9 +37,9 @@ def _settings(config_dir: Path) -> LintSettings:
 
 
 def _search_code(config: Config, config_dir: Path, roots: Sequence[Path]) -> CodeSearch:
-    from flagops.codesearch import search, walk
+    from flagops.config.load import ENVIRONMENTS_DIR, FLAGS_DIR
     from flagops.lint import CodeSearch
-    from flagops.load import ENVIRONMENTS_DIR, FLAGS_DIR
+    from flagops.lint.codesearch import search, walk
 
     # The configuration names every flag: searching it would find them all.
     exclude = [config_dir / FLAGS_DIR, config_dir / ENVIRONMENTS_DIR]

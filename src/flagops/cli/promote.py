@@ -30,7 +30,7 @@ def promote(source: str, target: str, patterns: Sequence[str], dry_run: bool) ->
     promoted. Undo a kill with `flags unkill` or by editing `killed` in the target's file.
     """
     from flagops.cli.rewrite import edited_files, validated, write_files
-    from flagops.promote import check_direction, promotions, select_flags
+    from flagops.edit.promote import check_direction, promotions, select_flags
     from flagops.render.common import value
 
     ctx = context()

@@ -9,9 +9,9 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from flagops.config.load import ENVIRONMENTS_DIR, Config, load_config, load_environment
+from flagops.edit.yamledit import Edit, apply_edits, flow_style_default
 from flagops.errors import ConfigError, UsageError
-from flagops.load import ENVIRONMENTS_DIR, Config, load_config, load_environment
-from flagops.yamledit import Edit, apply_edits, flow_style_default
 
 BOM = b"\xef\xbb\xbf"
 

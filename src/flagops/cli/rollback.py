@@ -12,7 +12,7 @@ from flagops.errors import UsageError
 
 if TYPE_CHECKING:
     from flagops.db.read import AppliedRecord
-    from flagops.rollback import Rollback
+    from flagops.edit.rollback import Rollback
 
 APPLY_ID_PATTERN = re.compile(r"[0-9a-f-]{8,36}")
 """An apply id (a UUID) or its first 8 or more characters, as `flags history --applies` shows them."""
@@ -65,9 +65,9 @@ def rollback_command(environment: str, apply_ref: str, dry_run: bool) -> None:
     from flagops.cli.import_cmd import assignment_line
     from flagops.cli.rewrite import edited_files, validated, write_files
     from flagops.db import read
+    from flagops.edit.rollback import rollback
     from flagops.reconcile import reading
     from flagops.render.history import short_commit, timestamp
-    from flagops.rollback import rollback
 
     apply_id = _apply_id(apply_ref)
     ctx = context()

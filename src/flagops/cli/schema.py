@@ -14,7 +14,7 @@ KINDS = ("flags", "environment")
 
 def schema_text(kind: str | None) -> str:
     """One kind's schema, or both keyed by kind, as deterministic JSON (sorted keys, final newline)."""
-    from flagops.model import json_schema
+    from flagops.config.models import json_schema
 
     document: dict[str, Any] = json_schema(kind) if kind is not None else {k: json_schema(k) for k in KINDS}
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -16,8 +16,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from flagops.config.load import Environment
 from flagops.errors import DatabaseError, FlagopsError, LockTimeoutError, UsageError
-from flagops.load import Environment
 
 
 def resolve_url(environment: Environment, config_dir: Path, environ: Mapping[str, str]) -> URL:

@@ -14,8 +14,8 @@ from flagops.db import migrate
 from flagops.db.engine import translated
 from flagops.db.tables import audit_log, feature_flags
 from flagops.errors import LockTimeoutError, UsageError
-from flagops.plan import Subject
-from flagops.state import State
+from flagops.plan.changes import Subject
+from flagops.plan.state import State
 
 ROW_LOCK_TIMEOUT = 5.0
 """Seconds a kill or unkill waits for the flag's row when an apply (or anyone) holds it; then it gives up."""

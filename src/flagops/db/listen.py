@@ -30,7 +30,7 @@ from sqlalchemy.engine import URL
 
 from flagops.db.engine import redact, translated
 
-log = logging.getLogger("flagops.client.listen")
+log = logging.getLogger("flagops.runtime.client.listen")
 
 CHANNEL = "flagops_changes"
 """The channel migration 0006's triggers notify."""

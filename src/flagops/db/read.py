@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from flagops.db.tables import applies, audit_log, feature_flags
-from flagops.plan import Drift
-from flagops.state import FlagRow, OverrideKey, State, decode_snapshot, percentage
+from flagops.plan.changes import Drift
+from flagops.plan.state import FlagRow, OverrideKey, State, decode_snapshot, percentage
 
 
 @dataclass(frozen=True, slots=True)

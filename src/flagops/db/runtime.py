@@ -11,8 +11,8 @@ from sqlalchemy.exc import DBAPIError
 
 from flagops.db.engine import translated
 from flagops.db.tables import feature_flags, org_feature_flags
-from flagops.rollout import FlagRule
-from flagops.state import percentage
+from flagops.plan.state import percentage
+from flagops.runtime.rollout import FlagRule
 
 _T = TypeVar("_T")
 

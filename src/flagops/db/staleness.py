@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 from flagops.db.read import as_utc
 from flagops.db.tables import audit_log, feature_flags
 from flagops.lint import Rollout
-from flagops.state import percentage
+from flagops.plan.state import percentage
 
 # `enabled` and `rollout_percentage` are the names flagops writes (apply, kill and its triggers);
 # `enabled_globally` is the column's name, which audit rows written outside flagops may carry instead.

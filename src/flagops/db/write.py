@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from flagops.db.tables import applies, audit_log, feature_flags, org_feature_flags
 from flagops.errors import DatabaseError
-from flagops.plan import Action, Change, Subject
-from flagops.state import FlagRow
+from flagops.plan.changes import Action, Change, Subject
+from flagops.plan.state import FlagRow
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from flagops import yamlfile
+from flagops.config import yamlfile
+from flagops.config.load import Config
+from flagops.config.models import FlagDefinition
 from flagops.errors import ConfigError, Problem
 from flagops.lint.codes import CHECKS, Severity, known_codes
 from flagops.lint.config import LintSettings
 from flagops.lint.keystyle import follows, restyled
-from flagops.load import Config
-from flagops.model import FlagDefinition
-from flagops.state import rollout_values
+from flagops.plan.state import rollout_values
 
 HUNDRED = Decimal(100)
 

@@ -7,9 +7,9 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flagops.plan import address
+from flagops.plan.changes import address
+from flagops.plan.state import FLAG_FIELDS
 from flagops.render.common import value, value_diffs
-from flagops.state import FLAG_FIELDS
 
 if TYPE_CHECKING:
     from flagops.db.read import AppliedRecord

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from flagops.plan import UNMANAGED, Action, Change, Drift, Plan, unmanaged_heading
+from flagops.plan.changes import UNMANAGED, Action, Change, Drift, Plan, unmanaged_heading
 from flagops.render.common import (
     counts,
     drift_detail,

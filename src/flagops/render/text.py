@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from flagops.plan import Action, Plan, unmanaged_heading
+from flagops.plan.changes import Action, Plan, unmanaged_heading
 from flagops.render.common import (
     SYMBOL,
     counts,

@@ -6,7 +6,8 @@ Revises: 0001
 Creates, in the schema holding the tables:
 - `flag_bucket(flag_key text, org_id uuid) -> integer` (IMMUTABLE), `is_feature_enabled(org_id uuid,
   flag_key text) -> boolean` and `get_org_enabled_features(org_id uuid) -> SETOF text` (ordered by
-  key): the rule of the README's "The rule (for any language)", equal to `flagops.rollout` on every input;
+  key): the rule of the README's "The rule (for any language)", equal to
+  `flagops.runtime.rollout` on every input;
 - the application role (NOLOGIN, created once per server when missing; its name is the setting
   `flagops.reader_role` of the migrating session, default `flagops_reader`) with SELECT on the two
   state tables and EXECUTE on the functions, and nothing on the audit log or the applies;

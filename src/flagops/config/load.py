@@ -11,11 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from flagops import yamlfile
-from flagops.credentials import HIDDEN, holds_password, scrub
-from flagops.errors import ConfigError, Problem, UsageError
-from flagops.keys import is_flag_key
-from flagops.model import (
+from flagops.config import yamlfile
+from flagops.config.credentials import HIDDEN, holds_password, scrub
+from flagops.config.keys import is_flag_key
+from flagops.config.models import (
     ENV_NAME_PATTERN,
     FLAG_KEY_MAX,
     FLAG_KEY_PATTERN,
@@ -29,6 +28,7 @@ from flagops.model import (
     shown,
     type_name,
 )
+from flagops.errors import ConfigError, Problem, UsageError
 
 FLAGS_DIR = "flags"
 ENVIRONMENTS_DIR = "environments"

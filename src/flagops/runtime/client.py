@@ -23,7 +23,7 @@ listener reconnects with backoff and every cached value is read again once.
 When the database cannot be read the client serves the last values it read (false / nothing for an
 org it never read), tries again after `retry` seconds (one read for all orgs, so an outage costs
 the application at most one `timeout` per `retry` interval), and logs one warning per outage on
-the `flagops.client` logger (and one info line when reads work again).
+the `flagops.runtime.client` logger (and one info line when reads work again).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from flagops.db.engine import parse_url, redact
 from flagops.db.listen import Change, Subscription, subscribe
 from flagops.db.runtime import OrgFlags, fetch_flags, fetch_org, reader_engine
 from flagops.errors import DatabaseError
-from flagops.rollout import Evaluation, FlagRule, evaluate_rule, normalise_org_id
+from flagops.runtime.rollout import Evaluation, FlagRule, evaluate_rule, normalise_org_id
 
-log = logging.getLogger("flagops.client")
+log = logging.getLogger("flagops.runtime.client")
 
 
 class CacheStats(NamedTuple):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flagops.config.load import ENVIRONMENTS_DIR, FLAGS_DIR, YAML_SUFFIXES, unknown_environment
 from flagops.errors import UsageError
-from flagops.load import ENVIRONMENTS_DIR, FLAGS_DIR, YAML_SUFFIXES, unknown_environment
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flagops.config.load import Config
+from flagops.config.models import ENVIRONMENT_FIELDS
+from flagops.edit.yamledit import REMOVE, Edit
 from flagops.errors import UsageError
-from flagops.load import Config
-from flagops.model import ENVIRONMENT_FIELDS
-from flagops.state import plain, rollout_values
-from flagops.yamledit import REMOVE, Edit
+from flagops.plan.state import plain, rollout_values
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from flagops.load import Config
-    from flagops.model import EnvironmentValues, FlagDefinition
+    from flagops.config.load import Config
+    from flagops.config.models import EnvironmentValues, FlagDefinition
 
 
 class FlagRow(NamedTuple):

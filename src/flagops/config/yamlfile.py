@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from flagops.credentials import HIDDEN, holds_password
+from flagops.config.credentials import HIDDEN, holds_password
 
 # Aliases may be used, but the document they describe may not expand past this many nodes
 # (a "billion laughs" document is tiny on disk and endless once walked).

@@ -23,11 +23,11 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-from flagops.credentials import HIDDEN, has_password, holds_password
+from flagops.config.credentials import HIDDEN, has_password, holds_password
 
-# The key rule lives in flagops.keys (no pydantic); re-exported for the models and the loader.
-from flagops.keys import FLAG_KEY_MAX as FLAG_KEY_MAX
-from flagops.keys import FLAG_KEY_PATTERN as FLAG_KEY_PATTERN
+# The key rule lives in flagops.config.keys (no pydantic); re-exported for the models and the loader.
+from flagops.config.keys import FLAG_KEY_MAX as FLAG_KEY_MAX
+from flagops.config.keys import FLAG_KEY_PATTERN as FLAG_KEY_PATTERN
 
 ORG_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 ENV_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from flagops.keys import is_flag_key
-from flagops.plan import Action, Change, Drift, Subject, Unmanaged
-from flagops.state import FLAG_FIELDS, FlagRow, OverrideKey, State, flag_dict, flag_from_dict, plain
+from flagops.config.keys import is_flag_key
+from flagops.plan.changes import Action, Change, Drift, Subject, Unmanaged
+from flagops.plan.state import FLAG_FIELDS, FlagRow, OverrideKey, State, flag_dict, flag_from_dict, plain
 
 
 def _changed_fields(old: FlagRow, new: FlagRow) -> tuple[dict[str, Any], dict[str, Any]]:

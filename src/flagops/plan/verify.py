@@ -6,8 +6,8 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
-from flagops.credentials import scrub
-from flagops.plan import Change, Plan
+from flagops.config.credentials import scrub
+from flagops.plan.changes import Change, Plan
 
 
 def _exact(change: Change) -> str:

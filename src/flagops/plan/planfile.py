@@ -9,10 +9,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from flagops.config.keys import is_flag_key
+from flagops.config.models import ENV_NAME_PATTERN, shown
 from flagops.errors import UsageError
-from flagops.keys import is_flag_key
-from flagops.model import ENV_NAME_PATTERN, shown
-from flagops.plan import (
+from flagops.plan.changes import (
     FORMAT_VERSION,
     Action,
     Blocked,

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flagops.adopt import IMPORTED_FLAGS_FILE, Adoption, Assignment, SharedDifference, adopt
-from flagops.load import Config
-from flagops.state import State, desired_state
-from flagops.yamledit import Edit
+from flagops.config.load import Config
+from flagops.edit.importer import IMPORTED_FLAGS_FILE, Adoption, Assignment, SharedDifference, adopt
+from flagops.edit.yamledit import Edit
+from flagops.plan.state import State, desired_state
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType, Reason
 from openfeature.provider import AbstractProvider, Metadata
 
-from flagops.client import FlagClient
-from flagops.rollout import Evaluation
-from flagops.rollout import Reason as Rule
+from flagops.runtime.client import FlagClient
+from flagops.runtime.rollout import Evaluation
+from flagops.runtime.rollout import Reason as Rule
 
 _T = TypeVar("_T")
 

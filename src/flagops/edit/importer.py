@@ -27,13 +27,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from flagops.diff import unmanaged
-from flagops.keys import is_flag_key
-from flagops.load import Config, Environment
-from flagops.model import ENVIRONMENT_FIELDS, ORG_ID_PATTERN, FlagDefinition
-from flagops.plan import SHARED_FIELDS, Unmanaged
-from flagops.state import FLAG_FIELDS, FlagRow, State, desired_state, plain
-from flagops.yamledit import REMOVE, Edit
+from flagops.config.keys import is_flag_key
+from flagops.config.load import Config, Environment
+from flagops.config.models import ENVIRONMENT_FIELDS, ORG_ID_PATTERN, FlagDefinition
+from flagops.edit.yamledit import REMOVE, Edit
+from flagops.plan.changes import SHARED_FIELDS, Unmanaged
+from flagops.plan.diff import unmanaged
+from flagops.plan.state import FLAG_FIELDS, FlagRow, State, desired_state, plain
 
 IMPORTED_FLAGS_FILE = "flags/imported.yaml"
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from flagops.keys import FLAG_KEY_RULE
-from flagops.state import State
+from flagops.config.keys import FLAG_KEY_RULE
+from flagops.plan.state import State
 
 FORMAT_VERSION = "1.2"
 """1.1 added `settings`, 1.2 `unmanaged` (see docs/importing.md)."""

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from flagops import yamlfile
+from flagops.config import yamlfile
+from flagops.config.models import EnvironmentFile, FlagDefinition
 from flagops.errors import UsageError
-from flagops.model import EnvironmentFile, FlagDefinition
 
 
 class _Remove:

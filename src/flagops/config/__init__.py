@@ -1,0 +1,1 @@
+"""The configuration: `flags/` and `environments/` read, parsed with positions and validated into models."""
