@@ -214,7 +214,7 @@ def test_wrong_shapes(data: dict[str, Any], detail: str) -> None:
 
 
 def test_the_example_of_the_design_contract_reads() -> None:
-    """The example plan of the README's plan format (with the keys it elides filled in) is a plan."""
+    """The example plan of docs/plan-format.md ("Example") (with the keys it elides filled in) is a plan."""
     text = json.dumps(
         {
             "format_version": "1.0",

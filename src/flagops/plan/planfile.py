@@ -26,7 +26,7 @@ from flagops.plan.changes import (
 
 
 def to_dict(plan: Plan) -> dict[str, Any]:
-    """The plan as its versioned JSON form (format_version 1.x; README, "How plan and apply work")."""
+    """The plan as its versioned JSON form (format_version 1.x; docs/plan-format.md)."""
     return {
         "format_version": plan.format_version,
         "environment": plan.environment,

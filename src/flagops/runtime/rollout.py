@@ -1,4 +1,4 @@
-"""The rollout rule (README, "The rule"), in pure Python: which orgs see a flag, and why."""
+"""The rollout rule (docs/rollout-rule.md, "The rule"), in pure Python: which orgs see a flag, and why."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Revises: 0001
 Creates, in the schema holding the tables:
 - `flag_bucket(flag_key text, org_id uuid) -> integer` (IMMUTABLE), `is_feature_enabled(org_id uuid,
   flag_key text) -> boolean` and `get_org_enabled_features(org_id uuid) -> SETOF text` (ordered by
-  key): the rule of the README's "The rule (for any language)", equal to
+  key): the rule of docs/rollout-rule.md ("The rule"), equal to
   `flagops.runtime.rollout` on every input;
 - the application role (NOLOGIN, created once per server when missing; its name is the setting
   `flagops.reader_role` of the migrating session, default `flagops_reader`) with SELECT on the two
@@ -74,7 +74,7 @@ def _functions(s: str) -> list[str]:
         $$""",
         f"""COMMENT ON FUNCTION {s}.flag_bucket(text, uuid) IS
         'flagops rollout bucket: first 4 bytes of md5(''<flag_key>:<org_id>'') as a big-endian
- unsigned integer, mod 10000 (the flagops README, The rule for any language)'""",
+ unsigned integer, mod 10000 (flagops docs/rollout-rule.md, The rule)'""",
         f"""CREATE FUNCTION {s}.is_feature_enabled(org_id uuid, flag_key text) RETURNS boolean
         LANGUAGE sql STABLE PARALLEL SAFE AS $$
           SELECT coalesce((SELECT {rule} FROM {s}.feature_flags f {overrides}
