@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from flagops.errors import UsageError
 from flagops.plan import planfile
-from flagops.plan.changes import Action, Blocked, Change, Drift, Plan, Subject
+from flagops.plan.changes import FORMAT_VERSION, Action, Blocked, Change, Drift, Plan, Subject
 from test_render_text import drift_plan, many_overrides_plan, mixed_plan, unmanaged_plan
 
 SOURCE = "plan.json"
@@ -213,8 +214,8 @@ def test_wrong_shapes(data: dict[str, Any], detail: str) -> None:
     assert _error(json.dumps(data)) == f"plan.json: not a valid flagops plan ({detail})"
 
 
-def test_the_example_of_the_design_contract_reads() -> None:
-    """The example plan of docs/plan-format.md ("Example") (with the keys it elides filled in) is a plan."""
+def test_a_plan_of_format_1_0_reads() -> None:
+    """A plan of format 1.0 (no targets, settings, unmanaged or adopted_drift keys) is still a plan."""
     text = json.dumps(
         {
             "format_version": "1.0",
@@ -243,3 +244,13 @@ def test_the_example_of_the_design_contract_reads() -> None:
     plan = planfile.loads(text, SOURCE)
     assert plan.summary == {"add": 0, "change": 1, "destroy": 0}
     assert plan.changes[0].address == "flag.lead_scoring"
+
+
+def test_the_example_of_docs_plan_format_reads_and_is_written_back_the_same() -> None:
+    """The example of docs/plan-format.md ("Example") is a plan of the current format, key for key."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "plan-format.md").read_text(encoding="utf-8")
+    example = page.split("## Example", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    data = json.loads(example)
+    plan = planfile.from_dict(data, SOURCE)
+    assert plan.format_version == FORMAT_VERSION
+    assert planfile.to_dict(plan) == data

@@ -110,9 +110,9 @@ class FlagsGroup(click.Group):
     """The command group, running each command so that every failure is one clean message.
 
     Exit codes follow the table of docs/commands.md: usage errors and FlagopsErrors exit 1 (or the
-    error's own code), never with a traceback; FLAGS_DEBUG=1 lets unexpected errors through for debugging. Every
-    command added to the group takes the global options too, so that `flags plan --no-color ...`
-    works like `flags --no-color plan ...`.
+    error's own code), never with a traceback; FLAGS_DEBUG=1 lets unexpected errors through for
+    debugging. Every command added to the group takes the global options too, so that
+    `flags plan --no-color ...` works like `flags --no-color plan ...`.
     """
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
