@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 import flagops.db.kill
-from flagops.db.kill import hold_flag_rows
+from flagops.db.store import PostgresTransaction
 from flagops.db.tables import audit_log, feature_flags
 from support import Repo, assert_stale, connected, engine, everything, finish, init_and_apply, rows, spawn
 
@@ -215,7 +215,9 @@ def test_a_switch_waits_for_an_apply_holding_the_flag_rows(pg_url: str, make_rep
     try:
         with db.connect() as conn:
             holder = conn.begin()
-            hold_flag_rows(conn)  # what an apply does under its lock, before it writes
+            PostgresTransaction(
+                conn, "test"
+            ).hold_rows()  # what an apply does under its lock, before it writes
             conn.execute(
                 feature_flags.update()
                 .where(feature_flags.c.flag_key == "lead_scoring")
@@ -262,7 +264,7 @@ def test_a_switch_gives_up_when_the_row_stays_locked(
     try:
         with db.connect() as conn:
             holder = conn.begin()
-            hold_flag_rows(conn)
+            PostgresTransaction(conn, "test").hold_rows()
             result = repo.flags(command, "lead_scoring", "--env", "test", "--reason", "r")
             holder.rollback()
     finally:

@@ -19,7 +19,9 @@ from flagops.db.tables import audit_log, feature_flags, org_feature_flags
 from flagops.errors import StalePlanError
 from flagops.plan.diff import apply_changes, diff
 from flagops.plan.state import EMPTY, FlagRow, State
-from flagops.reconcile import make_plan, open_database, plan_and_apply
+from flagops.plan.apply import make_plan, plan_and_apply
+from flagops.plan.options import Options
+from flagops.reconcile import open_database
 from support import (
     DEFAULT_FLAGS,
     Repo,
@@ -372,7 +374,7 @@ def test_reconcile_functions_plan_what_apply_changes_produce(db_url: str, make_r
         config.environment("test"), config_dir=repo.path, environ=repo.env, application_name="test"
     )
     try:
-        plan = make_plan(config, database, targets=None, git_commit=None)
+        plan = make_plan(config, database, Options())
         with database.engine.connect() as conn:
             from flagops.db.read import read_state
 
@@ -528,18 +530,7 @@ def _plan_and_apply(repo: Repo, review: Any, *, unattended: bool) -> Any:
         write=True,
     )
     try:
-        return plan_and_apply(
-            config,
-            database,
-            targets=None,
-            git_commit=None,
-            review=review,
-            unattended=unattended,
-            actor="tester",
-            allow_delete=False,
-            overwrite_drift=False,
-            lock_timeout=0,
-        )
+        return plan_and_apply(config, database, Options(actor="tester", unattended=unattended), review)
     finally:
         database.engine.dispose()
 

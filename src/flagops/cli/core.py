@@ -86,13 +86,14 @@ def plan(
     With `--out -` stdout carries only the plan file (for a pipe or a redirection) and the plan is
     shown on stderr.
     """
+    from flagops.plan.apply import make_plan
+    from flagops.plan.options import Options
     from flagops.plan.planfile import dumps
-    from flagops.reconcile import make_plan
 
     ctx = context()
     config = ctx.load()
     database = ctx.connect(config, environment, "plan")
-    result = make_plan(config, database, targets=list(targets) or None, git_commit=ctx.git_commit())
+    result = make_plan(config, database, Options(targets=tuple(targets) or None, git_commit=ctx.git_commit()))
     if out_file is None:
         out(_render(result, fmt, ctx.color))
     elif str(out_file) == "-":  # stdout is the plan file: the rendering goes to stderr
@@ -150,8 +151,9 @@ def apply(
     targets: Sequence[str],
 ) -> int:
     """Apply a saved plan, or plan and apply after confirmation, in one transaction."""
+    from flagops.plan.apply import apply_saved, plan_and_apply
+    from flagops.plan.options import Options
     from flagops.plan.planfile import loads
-    from flagops.reconcile import apply_saved, plan_and_apply
     from flagops.render.common import summary_line
     from flagops.render.text import render_text
 
@@ -169,17 +171,15 @@ def apply(
         # what is applied, and where (docs/trust-model.md).
         config = ctx.load()
         database = ctx.connect(config, environment, "apply", write=True, lock_timeout=lock_timeout)
-        result = apply_saved(
-            config,
-            database,
-            reviewed,
-            plan_sha256=hashlib.sha256(data).hexdigest(),
+        options = Options(
             git_commit=ctx.git_commit(),
-            actor=ctx.actor,
             allow_delete=allow_delete,
             overwrite_drift=overwrite_drift,
+            actor=ctx.actor,
             lock_timeout=lock_timeout,
+            plan_sha256=hashlib.sha256(data).hexdigest(),
         )
+        result = apply_saved(config, database, reviewed, options)
     else:
         config = ctx.load()
         database = ctx.connect(config, environment, "apply", write=True, lock_timeout=lock_timeout)
@@ -191,18 +191,16 @@ def apply(
             if plan.has_changes and not auto_approve:
                 _confirm(environment)
 
-        result = plan_and_apply(
-            config,
-            database,
-            targets=list(targets) or None,
+        options = Options(
+            targets=tuple(targets) or None,
             git_commit=ctx.git_commit(),
-            review=review,
-            unattended=auto_approve,
-            actor=ctx.actor,
             allow_delete=allow_delete,
             overwrite_drift=overwrite_drift,
+            actor=ctx.actor,
             lock_timeout=lock_timeout,
+            unattended=auto_approve,
         )
+        result = plan_and_apply(config, database, options, review)
     if result.apply_id is None:
         if plan_file is not None:
             out(summary_line(reviewed))

@@ -15,7 +15,6 @@ from flagops.db.engine import translated
 from flagops.db.tables import audit_log, feature_flags
 from flagops.errors import LockTimeoutError, UsageError
 from flagops.plan.changes import Subject
-from flagops.plan.state import State
 
 ROW_LOCK_TIMEOUT = 5.0
 """Seconds a kill or unkill waits for the flag's row when an apply (or anyone) holds it; then it gives up."""
@@ -122,43 +121,3 @@ def _as_found(connection: sa.Connection, flag_key: str, killed: bool) -> Kill:
                 return Kill(flag_key, killed, False, actor, reason, changed_at)
             break
     return Kill(flag_key, killed, False, None, None, None)
-
-
-def hold_flag_rows(connection: sa.Connection) -> None:
-    """Lock every flag row until the transaction ends (Postgres), so an apply never overwrites a kill.
-
-    An apply calls this before it reads the state: a kill that committed earlier is in what it reads
-    (a saved plan is then stale), a later one waits for the apply to commit. SQLite needs nothing:
-    an apply's BEGIN IMMEDIATE already excludes every other writer.
-    """
-    if connection.dialect.name == "postgresql":
-        connection.execute(sa.select(feature_flags.c.flag_key).with_for_update(key_share=True)).all()
-        # Hand edits of org overrides wait too, so none lands between the read and the write.
-        connection.exec_driver_sql("LOCK TABLE org_feature_flags IN SHARE ROW EXCLUSIVE MODE")
-
-
-def baseline_before_kills(connection: sa.Connection, actual: State) -> State | None:
-    """The drift baseline of an environment never applied: its state with its kills undone.
-
-    Without an apply there is no snapshot to compare with, hence no drift -- except for the flags
-    `flags kill` turned off, which must still show as drift so that the first apply does not silently
-    switch them back on. None when there is no such flag (no baseline at all).
-    """
-    killed = {key for key, row in actual.flags.items() if row.killed}
-    if not killed:
-        return None
-    a = audit_log.c
-    newest: dict[str, str] = {}
-    rows = connection.execute(
-        sa.select(a.flag_key, a.source, a.new_value)
-        .where(a.subject == Subject.FLAG.value, a.flag_key.in_(sorted(killed)))
-        .order_by(a.id)
-    )
-    for key, source, new_value in rows:
-        if isinstance(new_value, dict) and "killed" in new_value:
-            newest[key] = source  # the newest row that set `killed` says who did
-    undone = {key for key, source in newest.items() if source == "kill"}
-    if not undone:
-        return None
-    flags = {key: row._replace(killed=False) if key in undone else row for key, row in actual.flags.items()}
-    return State(flags, actual.overrides)

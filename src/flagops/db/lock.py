@@ -1,4 +1,4 @@
-"""The apply lock of an environment's database: a transaction advisory lock (SQLite: BEGIN IMMEDIATE)."""
+"""The apply lock of a Postgres database: a transaction advisory lock (SQLite's is BEGIN IMMEDIATE)."""
 
 from __future__ import annotations
 
@@ -24,13 +24,11 @@ def lock_key() -> int:
 
 
 def acquire(connection: sa.Connection, environment: str, timeout: float) -> None:
-    """Take the environment's lock for the current transaction, waiting up to `timeout` seconds.
+    """Take the environment's lock for the current Postgres transaction, waiting up to `timeout` seconds.
 
     Raises LockTimeoutError naming the session that holds it. Released at commit or rollback,
     and by the server when the holding connection dies.
     """
-    if connection.dialect.name != "postgresql":
-        return  # SQLite: the transaction began with BEGIN IMMEDIATE, which is the lock.
     key = lock_key()
     deadline = time.monotonic() + max(timeout, 0.0)
     try_lock = sa.select(sa.func.pg_try_advisory_xact_lock(key))

@@ -13,22 +13,7 @@ import sqlalchemy as sa
 from flagops.db.tables import applies, audit_log, feature_flags
 from flagops.plan.changes import Drift
 from flagops.plan.state import FlagRow, OverrideKey, State, decode_snapshot, percentage
-
-
-@dataclass(frozen=True, slots=True)
-class LastApply:
-    """The most recent apply of an environment: its id, the hash of the state it left, its scope."""
-
-    apply_id: str
-    finished_at: dt.datetime
-    state_hash_after: str
-    whole: bool
-    """True when it applied every flag (no --target): its snapshot is then the state it left."""
-
-    def holds(self, state_hash: str) -> bool:
-        """Whether a database whose state hashes to `state_hash` is this apply's drift baseline
-        itself: the apply covered every flag and the database still holds what it left."""
-        return self.whole and self.state_hash_after == state_hash
+from flagops.plan.store import LastApply
 
 
 def _date(value: object) -> dt.date | None:
