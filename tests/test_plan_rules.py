@@ -124,7 +124,7 @@ def test_a_saved_plan_is_applied_under_its_own_id_and_file_hash() -> None:
 
 
 def test_a_saved_plan_is_stale_after_a_change_outside_flags_or_another_apply() -> None:
-    config, store = _applied()
+    _, store = _applied()
     changed = _config(FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"))
     saved = make_plan(changed, store, Options())
     _edit(store, "sms_campaigns", owner="ops")
@@ -135,7 +135,7 @@ def test_a_saved_plan_is_stale_after_a_change_outside_flags_or_another_apply() -
 
 
 def test_a_saved_plan_is_stale_when_the_configuration_changed() -> None:
-    config, store = _applied()
+    _, store = _applied()
     saved = make_plan(
         _config(FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60")), store, Options()
     )
@@ -155,7 +155,7 @@ def test_a_saved_plan_for_another_environment_is_refused() -> None:
 
 
 def test_a_delete_is_blocked_unless_allowed() -> None:
-    config, store = _applied()
+    _, store = _applied()
     fewer = _config(FLAGS.split("  sms_campaigns:")[0], "database:\n  url_env: FLAGS_TEST_URL\n")
     plan = make_plan(fewer, store, Options())
     assert {b.address for b in plan.blocked} == {"flag.sms_campaigns", f"override.{ORG}.sms_campaigns"}
@@ -170,7 +170,7 @@ def test_a_delete_is_blocked_unless_allowed() -> None:
 
 
 def test_a_protected_flag_is_not_deleted_even_when_deletes_are_allowed() -> None:
-    config, store = _applied(
+    _, store = _applied(
         _config(
             FLAGS.replace("owner: growth\n    rollout", "owner: growth\n    protected: true\n    rollout")
         )
@@ -198,7 +198,7 @@ def test_drift_names_who_made_it_and_is_overwritten_only_when_asked() -> None:
 
 
 def test_drift_the_configuration_agrees_with_is_adopted_and_recorded_once() -> None:
-    config, store = _applied()
+    _, store = _applied()
     _edit(store, "lead_scoring", rollout_percentage=60)
     agreeing = _config(FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60"))
     plan = make_plan(agreeing, store, Options())
@@ -228,7 +228,7 @@ def test_a_kill_before_the_first_apply_is_drift_it_will_not_undo() -> None:
 
 
 def test_targets_limit_the_plan_and_the_snapshot_keeps_the_rest_as_the_baseline() -> None:
-    config, store = _applied()
+    _, store = _applied()
     changed = _config(
         FLAGS.replace("rollout_percentage: 50", "rollout_percentage: 60").replace("SMS Campaigns", "SMS")
     )

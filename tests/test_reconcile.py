@@ -17,10 +17,10 @@ from flagops.config.load import load_config
 from flagops.config.sources import read_sources
 from flagops.db.tables import audit_log, feature_flags, org_feature_flags
 from flagops.errors import StalePlanError
-from flagops.plan.diff import apply_changes, diff
-from flagops.plan.state import EMPTY, FlagRow, State
 from flagops.plan.apply import make_plan, plan_and_apply
+from flagops.plan.diff import apply_changes, diff
 from flagops.plan.options import Options
+from flagops.plan.state import EMPTY, FlagRow, State
 from flagops.reconcile import open_database
 from support import (
     DEFAULT_FLAGS,

@@ -8,7 +8,7 @@ transaction that raises writes nothing; `events` lists the operations in the ord
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -105,7 +105,9 @@ class MemoryTransaction:
 
 def _check(state: State, change: Change) -> None:
     """DatabaseError unless `change` finds its row as its action expects (the writer's row counts)."""
-    rows: Mapping[object, object] = state.flags if change.subject == Subject.FLAG else state.overrides
-    key: object = change.flag_key if change.subject == Subject.FLAG else (change.flag_key, change.org_id)
-    if (key in rows) != (change.action != Action.CREATE):
+    if change.subject == Subject.FLAG:
+        found = change.flag_key in state.flags
+    else:
+        found = (change.flag_key, change.org_id or "") in state.overrides
+    if found != (change.action != Action.CREATE):
         raise DatabaseError(f"{change.address}: expected 1 row to {change.action.value}, found another count")
