@@ -287,7 +287,7 @@ class Splicer:
         return end
 
     def _after_colon(self, key: yaml.Node) -> int:
-        return self.text.index(":", key.end_mark.index) + 1
+        return _after_colon(self.text, key)
 
     def _line_start(self, offset: int) -> int:
         return self.text.rfind("\n", 0, offset) + 1
@@ -315,8 +315,15 @@ def _content_end(text: str, node: yaml.Node, after_key: int) -> int:
         return int(node.end_mark.index)
     if isinstance(node, yaml.MappingNode):
         key, value = node.value[-1]
-        return _content_end(text, value, text.index(":", key.end_mark.index) + 1)
+        return _content_end(text, value, _after_colon(text, key))
     return _content_end(text, node.value[-1], node.value[-1].start_mark.index)
+
+
+def _after_colon(text: str, key: yaml.Node) -> int:
+    colon = text.find(":", key.end_mark.index)
+    if colon < 0:
+        raise Unspliceable("a key without a colon")
+    return colon + 1
 
 
 def _last_mapping_style(node: yaml.MappingNode) -> bool | None:
